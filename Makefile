@@ -1,0 +1,82 @@
+# layerup - one Makefile.  `make` builds the libraries and the Lua module,
+# `make run` does the main job, `make test` runs every test, `make check`
+# runs them under ASan+UBSan, `make bench` measures.
+#
+# BUILD selects the output directory (helpers and `make check` use their
+# own).  LUA_INC / LUA picks the Lua 5.4 headers and interpreter.
+
+BUILD    ?= build
+CC       ?= cc
+LUA      ?= lua5.4
+LUA_INC  ?= -I/usr/include/lua5.4
+OPT      ?= -O2 -g
+SAN      ?=
+CFLAGS_ALL = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC \
+	     -Iinclude -Isrc $(LUA_INC) $(OPT) $(SAN) $(CFLAGS)
+LIBS     = -lssl -lcrypto -luuid -lpthread
+
+LIB_SRC  = $(filter-out src/lua_%.c,$(wildcard src/*.c))
+LUA_SRC  = $(wildcard src/lua_*.c)
+LIB_OBJ  = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+LUA_OBJ  = $(LUA_SRC:src/%.c=$(BUILD)/obj/%.o)
+HDRS     = $(wildcard include/*.h include/layerup/*.h src/*.h)
+
+CTEST_SRC = $(wildcard spec/c/test_*.c)
+CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
+EXAMPLE_C = $(wildcard examples/*.c)
+EXAMPLE_BIN = $(EXAMPLE_C:examples/%.c=$(BUILD)/examples/%)
+
+.PHONY: all deps run test check bench clean ctest fuzz
+
+all: $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so \
+     $(CTEST_BIN) $(EXAMPLE_BIN)
+
+# Installs missing Debian packages when root, else names the command.
+deps:
+	@tools/bootstrap
+
+$(BUILD)/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/liblayerup.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/liblayerup.so: $(LIB_OBJ)
+	$(CC) -shared $(SAN) -o $@ $^ $(LIBS)
+
+$(BUILD)/layerup/core.so: $(LIB_OBJ) $(LUA_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(SAN) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: spec/c/%.c spec/c/test.h $(BUILD)/liblayerup.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/liblayerup.a $(LIBS)
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/liblayerup.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/liblayerup.a $(LIBS)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@tools/run-demo
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) LUA=$(LUA) spec/run
+
+check: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
+		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" all
+	@BUILD=build-asan LUA=$(LUA) SANITIZE=1 spec/run
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bench/run
+
+fuzz: deps
+	@tools/fuzz
+
+clean:
+	rm -rf build build-asan build-fuzz

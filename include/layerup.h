@@ -1,0 +1,228 @@
+/*
+ * layerup.h - resumable, content-addressed blob uploads (C API).
+ *
+ * A store is the Docker Distribution (registry v2) layout on one driver:
+ *
+ *   /docker/registry/v2/blobs/sha256/<hex[0:2]>/<hex>/data
+ *   /docker/registry/v2/repositories/<repo>/_layers/<alg>/<hex>/link
+ *   /docker/registry/v2/repositories/<repo>/_uploads/<uuid>/data
+ *   /docker/registry/v2/repositories/<repo>/_uploads/<uuid>/startedat
+ *   /docker/registry/v2/repositories/<repo>/_uploads/<uuid>/hashstates/sha256/<offset>
+ *
+ * An upload appends bytes, keeps a resumable SHA-256 state beside the data
+ * (so neither resume nor finish re-reads what was hashed), and on finish
+ * verifies the client's digest, moves the data into blobs/ (once: identical
+ * blobs are shared), links it into repositories and removes the upload.
+ *
+ * Conventions: every function returns 0 or a negative LUP_E* code and fills
+ * the optional `lup_error *err` (last argument).  Handles are independent:
+ * no global state.  A store may be shared by threads; an upload handle is
+ * used by one thread at a time but may move between threads.
+ */
+#ifndef LAYERUP_H
+#define LAYERUP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "layerup/driver.h"
+#include "layerup/error.h"
+#include "layerup/hash.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LUP_VERSION_STRING "0.1.0"
+
+typedef struct lup_store lup_store;
+typedef struct lup_upload lup_upload;
+
+/* A log field: key plus one typed value. */
+typedef enum lup_field_type {
+	LUP_FIELD_STR,
+	LUP_FIELD_INT,
+	LUP_FIELD_NUM,
+	LUP_FIELD_BOOL
+} lup_field_type;
+
+typedef struct lup_field {
+	const char *key;
+	lup_field_type type;
+	const char *s; /* LUP_FIELD_STR */
+	int64_t i;     /* LUP_FIELD_INT, LUP_FIELD_BOOL (0/1) */
+	double n;      /* LUP_FIELD_NUM */
+} lup_field;
+
+/* What the link policy is told when an upload finishes. */
+typedef struct lup_link_ctx {
+	const char *repo;      /* the upload's repository */
+	const char *uuid;      /* the upload's id */
+	const char *canonical; /* "sha256:<hex>" */
+	const char *requested; /* the digest the client gave */
+	int64_t size;
+} lup_link_ctx;
+
+/* Called by a link policy once per link to write. */
+typedef int (*lup_link_add_fn)(void *sink, const char *repo,
+			       const char *digest);
+
+/* Policy hooks.  Every member may be NULL (defaults in brackets).
+ * Hooks must not call back into the same upload. */
+typedef struct lup_policy {
+	/* Event sink: dotted names ("upload.start", "upload.finish", ...). [none] */
+	void (*log)(const char *event, const lup_field *fields, size_t nfields,
+		    void *payload);
+	/* After a failed attempt of op ("finish.validate", "driver.<op>"):
+	 * return 1 and set *delay (seconds) to try again, 0 to give up.
+	 * [no retries] */
+	int (*retry)(int attempt, const lup_error *cause, const char *op,
+		     double *delay, void *payload);
+	/* Choose the links to write; call add(sink, repo, digest) for each.
+	 * Return 0, or a LUP_E* code (e.g. LUP_EDENIED) with err filled.
+	 * [canonical + requested digest into the upload's repository] */
+	int (*link)(const lup_link_ctx *ctx, lup_link_add_fn add, void *sink,
+		    lup_error *err, void *payload);
+	/* Before an upload starts: 0 to admit, LUP_EDENIED (err filled) to
+	 * refuse. [admit all] */
+	int (*admit)(const char *repo, lup_error *err, void *payload);
+	/* Spend `seconds` between retries. [nanosleep] */
+	void (*sleep)(double seconds, void *payload);
+	void *payload;
+} lup_policy;
+
+#define LUP_STORE_OPTIONS_VERSION 1
+
+typedef struct lup_store_options {
+	unsigned version;     /* LUP_STORE_OPTIONS_VERSION */
+	lup_policy policy;
+	int64_t max_size;     /* upload size limit in bytes, 0: none */
+	int64_t max_age;      /* resume refuses (and removes) older uploads,
+			       * seconds, 0: none */
+} lup_store_options;
+
+#define LUP_STORE_OPTIONS_INIT { LUP_STORE_OPTIONS_VERSION, {0}, 0, 0 }
+
+/* Open a store on driver (retained; release yours when done).  opts may be
+ * NULL for the defaults. */
+int lup_store_open(lup_store **out, lup_driver *driver,
+		   const lup_store_options *opts, lup_error *err);
+
+/* Release a store.  Uploads keep their store alive until they are freed. */
+void lup_store_free(lup_store *store);
+
+/* The store's driver (not retained for the caller). */
+lup_driver *lup_store_driver(lup_store *store);
+
+/* A blob: canonical digest ("sha256:<hex>") and size. */
+typedef struct lup_blob_info {
+	char digest[80];
+	int64_t size;
+} lup_blob_info;
+
+/* Stat a blob by digest.  With repo non-NULL the digest must be linked in
+ * that repository (any algorithm; the link names the canonical blob).
+ * LUP_EBLOB_UNKNOWN when absent, LUP_EDIGEST_INVALID for a bad digest. */
+int lup_store_stat(lup_store *store, const char *digest, const char *repo,
+		   lup_blob_info *out, lup_error *err);
+
+/* Stream a blob linked in repo. */
+int lup_store_open_blob(lup_store *store, const char *repo,
+			const char *digest, lup_reader **out, lup_error *err);
+
+/* Link an existing blob into repo (canonical link and, for a non-sha256
+ * digest, the alias).  LUP_EBLOB_UNKNOWN if the blob is absent. */
+int lup_store_link(lup_store *store, const char *repo, const char *digest,
+		   lup_error *err);
+
+/* Remove the link of digest from repo (the blob stays). */
+int lup_store_unlink(lup_store *store, const char *repo, const char *digest,
+		     lup_error *err);
+
+/* Link a blob linked in from_repo into to_repo (cross-repository mount). */
+int lup_store_mount(lup_store *store, const char *from_repo,
+		    const char *to_repo, const char *digest,
+		    lup_blob_info *out, lup_error *err);
+
+/* An upload in a listing or purge result. */
+typedef struct lup_upload_info {
+	char *repo;
+	char uuid[37];
+	int64_t started_at; /* unix seconds; mtime when startedat is unusable */
+	int64_t size;       /* bytes in data, 0 if missing */
+} lup_upload_info;
+
+typedef struct lup_upload_list {
+	lup_upload_info *items;
+	size_t count;
+	size_t cap;
+} lup_upload_list;
+
+void lup_upload_list_free(lup_upload_list *list);
+
+/* Every upload in the store (or in repo), sorted by repo then uuid. */
+int lup_store_uploads(lup_store *store, const char *repo,
+		      lup_upload_list *out, lup_error *err);
+
+/* Remove uploads started more than older_than seconds ago (when startedat
+ * is missing or corrupt: last modified), including orphan directories that
+ * hold only hash states.  Uploads held by a writer are skipped.  With
+ * dry_run nothing is removed.  out lists what was (or would be) removed,
+ * sorted by repo then uuid. */
+int lup_store_purge(lup_store *store, int64_t older_than, int dry_run,
+		    lup_upload_list *out, lup_error *err);
+
+/* Start an upload: new v4 uuid, startedat, empty data; the handle holds the
+ * upload's lock until close/finish/cancel. */
+int lup_upload_start(lup_upload **out, lup_store *store, const char *repo,
+		     lup_error *err);
+
+/* Resume an upload by id: LUP_EBLOB_UPLOAD_UNKNOWN if startedat or data is
+ * missing, LUP_ELOCKED if another handle holds it.  Restores the hash from
+ * the state at the current size, else the best lower state plus the gap. */
+int lup_upload_resume(lup_upload **out, lup_store *store, const char *repo,
+		      const char *uuid, lup_error *err);
+
+const char *lup_upload_uuid(const lup_upload *u);
+const char *lup_upload_repo(const lup_upload *u);
+/* Unix seconds from startedat. */
+int64_t lup_upload_started_at(const lup_upload *u);
+/* Bytes received so far (the offset of the next write). */
+int64_t lup_upload_size(const lup_upload *u);
+/* Bytes of upload data this handle has re-read to rebuild or check the
+ * hash (0 when every byte was hashed once, as it arrived). */
+int64_t lup_upload_bytes_reread(const lup_upload *u);
+
+/* Append n bytes. */
+int lup_upload_write(lup_upload *u, const void *data, size_t n,
+		     lup_error *err);
+
+/* Append at offset, which must equal the current size (else
+ * LUP_ERANGE_INVALID with err->offset = the current size). */
+int lup_upload_write_at(lup_upload *u, int64_t offset, const void *data,
+			size_t n, lup_error *err);
+
+/* Make the data durable, then save the hash state at the new offset and
+ * drop older states; releases the lock.  The handle is closed afterwards. */
+int lup_upload_close(lup_upload *u, lup_error *err);
+
+/* Verify digest ("<alg>:<hex>", sha256/sha384/sha512) and, if size >= 0,
+ * the size; move the data into blobs/ (or share an existing blob), write the
+ * links and remove the upload.  On failure the upload is left as it was:
+ * it can be finished again or cancelled. */
+int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
+		      lup_blob_info *out, lup_error *err);
+
+/* Remove the upload entirely; idempotent. */
+int lup_upload_cancel(lup_upload *u, lup_error *err);
+
+/* 1 while the handle can still write/finish/cancel. */
+int lup_upload_is_open(const lup_upload *u);
+
+/* Close if still open (errors are dropped) and free the handle. */
+void lup_upload_free(lup_upload *u);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
