@@ -116,7 +116,7 @@ lup_driver *lup_store_driver(lup_store *store);
 
 /* A blob: canonical digest ("sha256:<hex>") and size. */
 typedef struct lup_blob_info {
-	char digest[80];
+	char digest[144]; /* "<alg>:<hex>", NUL-terminated */
 	int64_t size;
 } lup_blob_info;
 

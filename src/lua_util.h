@@ -44,6 +44,8 @@ void lup_lua_new_class(lua_State *L, const char *name, const luaL_Reg *meta,
 /* Registration functions of each binding file, called by luaopen. */
 void lup_lua_open_error(lua_State *L);
 void lup_lua_open_driver(lua_State *L);  /* adds filesystem, memory, driver */
-void lup_lua_open_store(lua_State *L);   /* adds open */
+void lup_lua_open_store(lua_State *L);   /* adds open, hasher, sha256_file */
+void lup_lua_open_upload(lua_State *L);  /* the upload class (no functions) */
+void lup_lua_open_hash(lua_State *L);    /* adds hasher, sha256_file */
 
 #endif

@@ -1,0 +1,27 @@
+/*
+ * hashpipe.h - overlap hashing with writing.
+ *
+ * SHA-256 runs at about half the speed of a page-cache write, so doing one
+ * after the other costs their sum.  For large writes a per-upload worker
+ * thread hashes the caller's buffer while the calling thread writes the
+ * same buffer to the driver: no copy, no extra memory, time = the slower
+ * of the two.  Small writes are done inline (a thread handoff would cost
+ * more than it saves).  The worker is created on the first large write and
+ * joined by lup_hashpipe_free.
+ */
+#ifndef LUP_HASHPIPE_H
+#define LUP_HASHPIPE_H
+
+#include "layerup.h"
+
+typedef struct lup_hashpipe lup_hashpipe;
+
+/* Write p[0, n) through w and feed it to h.  *pipe is created on demand.
+ * On failure h may have taken all n bytes: the caller restores it. */
+int lup_hashpipe_write(lup_hashpipe **pipe, lup_hash *h, lup_writer *w,
+		       const void *p, size_t n, lup_error *err);
+
+/* Join and free the worker; *pipe becomes NULL.  NULL is accepted. */
+void lup_hashpipe_free(lup_hashpipe **pipe);
+
+#endif

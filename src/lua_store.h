@@ -1,0 +1,47 @@
+/*
+ * lua_store.h - the store userdata and its policy bridge, shared by
+ * lua_store.c and lua_upload.c.
+ *
+ * Policy functions live in the registry (refs below) and are called on the
+ * lua_State of whichever method is running: each entry point sets pol.L and
+ * restores the previous value on return, so nested and coroutine calls see
+ * their own state.  Errors raised by policies never cross the C core: they
+ * are caught and turned into error records.
+ */
+#ifndef LUP_LUA_STORE_H
+#define LUP_LUA_STORE_H
+
+#include "lua_util.h"
+
+#define STORE_CLASS "layerup.store"
+#define UPLOAD_CLASS "layerup.upload"
+
+enum { POL_LOG, POL_RETRY, POL_LINK, POL_ADMIT, POL_SLEEP, POL_COUNT };
+
+typedef struct lup_lua_policy {
+	lua_State *L;        /* state of the running method, NULL between calls */
+	int refs[POL_COUNT]; /* registry refs, LUA_NOREF when unset */
+} lup_lua_policy;
+
+typedef struct lup_lua_store {
+	lup_store *store; /* NULL once closed */
+	lup_lua_policy pol;
+} lup_lua_store;
+
+/* Set pol->L = L for the duration of a call; returns the previous one. */
+static inline lua_State *lup_lua_enter(lup_lua_policy *pol, lua_State *L)
+{
+	lua_State *prev = pol->L;
+
+	pol->L = L;
+	return prev;
+}
+
+/* The store userdata at idx (raises if closed). */
+lup_lua_store *lup_lua_check_store(lua_State *L, int idx);
+
+/* Push an upload userdata for u; the store userdata is at store_idx. */
+void lup_lua_push_upload(lua_State *L, lup_upload *u, int store_idx);
+
+
+#endif

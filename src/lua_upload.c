@@ -1,0 +1,342 @@
+/*
+ * lua_upload.c - the "layerup.upload" class.
+ *
+ * The userdata holds the C upload; user value 1 is the store userdata, which
+ * keeps the store (and its policy functions) alive as long as the upload.
+ * close and __close share one idempotent close (liolib's pattern); __gc also
+ * frees the handle.  Every other method on a closed or finished upload raises.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_store.h"
+
+#define READ_FROM_CHUNK (8 << 20)
+
+typedef struct lua_upload {
+	lup_upload *u; /* NULL once freed */
+} lua_upload;
+
+void lup_lua_push_upload(lua_State *L, lup_upload *u, int store_idx)
+{
+	lua_upload *lu;
+
+	store_idx = lua_absindex(L, store_idx);
+	lu = lup_newuserdata(L, sizeof(*lu), 1);
+	lu->u = u;
+	luaL_setmetatable(L, UPLOAD_CLASS);
+	lua_pushvalue(L, store_idx);
+	lup_setuservalue(L, -2, 1);
+}
+
+/* The upload at index 1 and its store's policy bridge (store pushed). */
+static lua_upload *check_any(lua_State *L, lup_lua_policy **pol)
+{
+	lua_upload *lu = luaL_checkudata(L, 1, UPLOAD_CLASS);
+
+	if (pol) {
+		lup_lua_store *ls;
+
+		lup_getuservalue(L, 1, 1);
+		ls = lua_touserdata(L, -1);
+		lua_pop(L, 1); /* still referenced by the upload */
+		*pol = &ls->pol;
+	}
+	return lu;
+}
+
+static lua_upload *check_open(lua_State *L, lup_lua_policy **pol)
+{
+	lua_upload *lu = check_any(L, pol);
+
+	if (!lu->u || !lup_upload_is_open(lu->u))
+		luaL_error(L, "attempt to use a closed upload");
+	return lu;
+}
+
+#define WITH_POLICY(pol, L, call)                                          \
+	do {                                                               \
+		lua_State *prev_ = lup_lua_enter((pol), (L));               \
+		rc = (call);                                               \
+		(pol)->L = prev_;                                          \
+	} while (0)
+
+static int upload_size(lua_State *L)
+{
+	lua_upload *lu = check_any(L, NULL);
+
+	if (!lu->u)
+		return luaL_error(L, "attempt to use a closed upload");
+	lua_pushinteger(L, (lua_Integer)lup_upload_size(lu->u));
+	return 1;
+}
+
+static int upload_bytes_reread(lua_State *L)
+{
+	lua_upload *lu = check_any(L, NULL);
+
+	if (!lu->u)
+		return luaL_error(L, "attempt to use a closed upload");
+	lua_pushinteger(L, (lua_Integer)lup_upload_bytes_reread(lu->u));
+	return 1;
+}
+
+static int push_size_or_fail(lua_State *L, lua_upload *lu, int rc,
+			     const lup_error *err)
+{
+	if (rc != 0)
+		return lup_lua_fail(L, err);
+	lua_pushinteger(L, (lua_Integer)lup_upload_size(lu->u));
+	return 1;
+}
+
+static int upload_write(lua_State *L)
+{
+	lup_lua_policy *pol;
+	lua_upload *lu = check_open(L, &pol);
+	size_t n;
+	const char *p = luaL_checklstring(L, 2, &n);
+	lup_error err;
+	int rc;
+
+	WITH_POLICY(pol, L, lup_upload_write(lu->u, p, n, &err));
+	return push_size_or_fail(L, lu, rc, &err);
+}
+
+static int upload_write_at(lua_State *L)
+{
+	lup_lua_policy *pol;
+	lua_upload *lu = check_open(L, &pol);
+	lua_Integer off = luaL_checkinteger(L, 2);
+	size_t n;
+	const char *p = luaL_checklstring(L, 3, &n);
+	lup_error err;
+	int rc;
+
+	WITH_POLICY(pol, L, lup_upload_write_at(lu->u, (int64_t)off, p, n, &err));
+	return push_size_or_fail(L, lu, rc, &err);
+}
+
+/* read_from(file | fn [, chunk]): copy until EOF / nil. */
+static int upload_read_from(lua_State *L)
+{
+	lup_lua_policy *pol;
+	lua_upload *lu = check_open(L, &pol);
+	luaL_Stream *fh = luaL_testudata(L, 2, LUA_FILEHANDLE);
+	lua_Integer chunk = luaL_optinteger(L, 3, READ_FROM_CHUNK);
+	lua_Integer total = 0;
+	lup_error err;
+	int rc = 0;
+
+	luaL_argcheck(L, chunk > 0, 3, "chunk size must be positive");
+	if (fh) {
+		char *buf;
+
+		if (!fh->f || !fh->closef)
+			return luaL_error(L, "attempt to use a closed file");
+		if (!(buf = malloc((size_t)chunk))) {
+			lup_error_set(&err, LUP_EIO, NULL, "out of memory");
+			return lup_lua_fail(L, &err);
+		}
+		for (;;) {
+			size_t n = fread(buf, 1, (size_t)chunk, fh->f);
+
+			if (n > 0) {
+				WITH_POLICY(pol, L, lup_upload_write(lu->u, buf, n, &err));
+				if (rc != 0)
+					break;
+				total += (lua_Integer)n;
+			}
+			if (n < (size_t)chunk) {
+				if (ferror(fh->f))
+					rc = lup_error_set(&err, LUP_EIO, NULL,
+							   "reading the source file failed");
+				break;
+			}
+		}
+		free(buf);
+	} else {
+		luaL_checktype(L, 2, LUA_TFUNCTION);
+		for (;;) {
+			size_t n;
+			const char *p;
+
+			lua_pushvalue(L, 2);
+			lua_call(L, 0, 2);
+			if (lua_isnil(L, -2)) {
+				if (!lua_isnil(L, -1)) { /* nil, err from the source */
+					lup_lua_to_error(L, -1, LUP_EIO, &err);
+					rc = err.code;
+				}
+				lua_pop(L, 2);
+				break;
+			}
+			p = luaL_checklstring(L, -2, &n);
+			if (n == 0) {
+				lua_pop(L, 2);
+				break;
+			}
+			WITH_POLICY(pol, L, lup_upload_write(lu->u, p, n, &err));
+			lua_pop(L, 2);
+			if (rc != 0)
+				break;
+			total += (lua_Integer)n;
+		}
+	}
+	if (rc != 0) {
+		lup_lua_fail(L, &err);
+		lua_pushinteger(L, total); /* nil, err, bytes copied before it */
+		return 3;
+	}
+	lua_pushinteger(L, total);
+	return 1;
+}
+
+static int upload_finish(lua_State *L)
+{
+	lup_lua_policy *pol;
+	lua_upload *lu = check_open(L, &pol);
+	const char *digest = luaL_checkstring(L, 2);
+	lua_Integer size = -1;
+	lup_blob_info b;
+	lup_error err;
+	int rc;
+
+	if (!lua_isnoneornil(L, 3)) {
+		luaL_checktype(L, 3, LUA_TTABLE);
+		lua_getfield(L, 3, "size");
+		if (!lua_isnil(L, -1)) {
+			size = luaL_checkinteger(L, -1);
+			luaL_argcheck(L, size >= 0, 3, "size must not be negative");
+		}
+		lua_pop(L, 1);
+	}
+	WITH_POLICY(pol, L, lup_upload_finish(lu->u, digest, (int64_t)size, &b, &err));
+	if (rc != 0)
+		return lup_lua_fail(L, &err);
+	lua_createtable(L, 0, 2);
+	lua_pushstring(L, b.digest);
+	lua_setfield(L, -2, "digest");
+	lua_pushinteger(L, (lua_Integer)b.size);
+	lua_setfield(L, -2, "size");
+	return 1;
+}
+
+static int upload_cancel(lua_State *L)
+{
+	lup_lua_policy *pol;
+	lua_upload *lu = check_any(L, &pol);
+	lup_error err;
+	int rc;
+
+	if (!lu->u) {
+		lua_pushboolean(L, 1);
+		return 1;
+	}
+	WITH_POLICY(pol, L, lup_upload_cancel(lu->u, &err));
+	if (rc != 0)
+		return lup_lua_fail(L, &err);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int upload_close(lua_State *L)
+{
+	lup_lua_policy *pol;
+	lua_upload *lu = check_any(L, &pol);
+	lup_error err;
+	int rc = 0;
+
+	if (lu->u && lup_upload_is_open(lu->u))
+		WITH_POLICY(pol, L, lup_upload_close(lu->u, &err));
+	if (rc != 0)
+		return lup_lua_fail(L, &err);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
+static int upload_gc(lua_State *L)
+{
+	lup_lua_policy *pol;
+	lua_upload *lu = check_any(L, &pol);
+
+	if (lu->u) {
+		int rc;
+
+		WITH_POLICY(pol, L, (lup_upload_free(lu->u), 0));
+		(void)rc;
+		lu->u = NULL;
+	}
+	return 0;
+}
+
+static int upload_tostring(lua_State *L)
+{
+	lua_upload *lu = check_any(L, NULL);
+
+	if (lu->u)
+		lua_pushfstring(L, UPLOAD_CLASS " %s/%s (%s, %I bytes)",
+				lup_upload_repo(lu->u), lup_upload_uuid(lu->u),
+				lup_upload_is_open(lu->u) ? "open" : "closed",
+				(lua_Integer)lup_upload_size(lu->u));
+	else
+		lua_pushliteral(L, UPLOAD_CLASS " (freed)");
+	return 1;
+}
+
+/* Fields first (uuid, repo, started_at), then methods (upvalue 1). */
+static int upload_index(lua_State *L)
+{
+	lua_upload *lu = check_any(L, NULL);
+	const char *key = lua_tostring(L, 2);
+
+	if (key && lu->u) {
+		if (strcmp(key, "uuid") == 0) {
+			lua_pushstring(L, lup_upload_uuid(lu->u));
+			return 1;
+		}
+		if (strcmp(key, "repo") == 0) {
+			lua_pushstring(L, lup_upload_repo(lu->u));
+			return 1;
+		}
+		if (strcmp(key, "started_at") == 0) {
+			lua_pushinteger(L, (lua_Integer)lup_upload_started_at(lu->u));
+			return 1;
+		}
+	}
+	lua_pushvalue(L, 2);
+	lua_gettable(L, lua_upvalueindex(1));
+	return 1;
+}
+
+void lup_lua_open_upload(lua_State *L)
+{
+	static const luaL_Reg methods[] = {
+		{ "size", upload_size },
+		{ "write", upload_write },
+		{ "write_at", upload_write_at },
+		{ "read_from", upload_read_from },
+		{ "close", upload_close },
+		{ "finish", upload_finish },
+		{ "cancel", upload_cancel },
+		{ "bytes_reread", upload_bytes_reread },
+		{ NULL, NULL },
+	};
+
+	if (!luaL_newmetatable(L, UPLOAD_CLASS)) {
+		lua_pop(L, 1);
+		return;
+	}
+	lua_pushcfunction(L, upload_gc);
+	lua_setfield(L, -2, "__gc");
+	lua_pushcfunction(L, upload_close);
+	lua_setfield(L, -2, "__close");
+	lua_pushcfunction(L, upload_tostring);
+	lua_setfield(L, -2, "__tostring");
+	lua_newtable(L);
+	luaL_setfuncs(L, methods, 0);
+	lua_pushcclosure(L, upload_index, 1);
+	lua_setfield(L, -2, "__index");
+	lua_pop(L, 1);
+}

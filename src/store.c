@@ -1,0 +1,345 @@
+/*
+ * store.c - the store handle, policy plumbing, retried driver calls and the
+ * blob operations (stat, open, link, unlink, mount).  Uploads live in
+ * upload.c, listing and purge in purge.c.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "store.h"
+
+int64_t lup_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec;
+}
+
+double lup_monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+int lup_store_open(lup_store **out, lup_driver *driver,
+		   const lup_store_options *opts, lup_error *err)
+{
+	lup_store *s;
+
+	*out = NULL;
+	if (!driver)
+		return lup_error_set(err, LUP_EIO, NULL, "no driver given");
+	if (opts && opts->version != LUP_STORE_OPTIONS_VERSION)
+		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
+				     "unsupported store options version %u",
+				     opts->version);
+	if (!(s = calloc(1, sizeof(*s))))
+		return lup_error_set(err, LUP_EIO, NULL, "out of memory");
+	atomic_init(&s->refcount, 1);
+	lup_driver_retain(driver);
+	s->driver = driver;
+	if (opts) {
+		s->policy = opts->policy;
+		s->max_size = opts->max_size;
+		s->max_age = opts->max_age;
+	}
+	*out = s;
+	return 0;
+}
+
+void lup_store_retain(lup_store *s)
+{
+	atomic_fetch_add(&s->refcount, 1);
+}
+
+void lup_store_release(lup_store *s)
+{
+	if (s && atomic_fetch_sub(&s->refcount, 1) == 1) {
+		lup_driver_release(s->driver);
+		free(s);
+	}
+}
+
+void lup_store_free(lup_store *s)
+{
+	lup_store_release(s);
+}
+
+lup_driver *lup_store_driver(lup_store *s)
+{
+	return s->driver;
+}
+
+void lup_store_log(lup_store *s, const char *event, const lup_field *f,
+		   size_t n)
+{
+	if (s->policy.log)
+		s->policy.log(event, f, n, s->policy.payload);
+}
+
+void lup_sleep(double seconds)
+{
+	struct timespec ts;
+
+	if (seconds <= 0)
+		return;
+	ts.tv_sec = (time_t)seconds;
+	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
+			   const char *op)
+{
+	double delay = 0;
+	int is_driver = strncmp(op, "driver.", 7) == 0;
+
+	if (!s->policy.retry || (is_driver && !err->transient))
+		return 0;
+	if (!s->policy.retry(attempt, err, op, &delay, s->policy.payload))
+		return 0;
+	if (is_driver) {
+		lup_field f[] = { lup_fs("op", op + 7), lup_fi("attempt", attempt),
+				  lup_fn("delay", delay),
+				  lup_fs("code", lup_error_name(err->code)),
+				  lup_fs("message", err->message) };
+		lup_store_log(s, "driver.retry", f, 5);
+	}
+	if (s->policy.sleep)
+		s->policy.sleep(delay, s->policy.payload);
+	else
+		lup_sleep(delay);
+	return 1;
+}
+
+/* Retry loop shared by the lup_s_* wrappers. */
+#define RETRIED(op, call)                                                  \
+	do {                                                               \
+		int rc_;                                                   \
+		for (int attempt_ = 1;; attempt_++) {                      \
+			rc_ = (call);                                      \
+			if (rc_ == 0 ||                                    \
+			    !lup_store_should_retry(s, attempt_, err, op)) \
+				return rc_;                                \
+		}                                                          \
+	} while (0)
+
+int lup_s_get(lup_store *s, const char *path, lup_buf *out, lup_error *err)
+{
+	RETRIED("driver.get_content",
+		(out->len = 0, lup_driver_get_content(s->driver, path, out, err)));
+}
+
+int lup_s_put(lup_store *s, const char *path, const void *p, size_t n,
+	      lup_error *err)
+{
+	RETRIED("driver.put_content",
+		lup_driver_put_content(s->driver, path, p, n, err));
+}
+
+int lup_s_stat(lup_store *s, const char *path, lup_stat *out, lup_error *err)
+{
+	RETRIED("driver.stat", lup_driver_stat(s->driver, path, out, err));
+}
+
+int lup_s_list(lup_store *s, const char *path, lup_strlist *out,
+	       lup_error *err)
+{
+	RETRIED("driver.list",
+		(lup_strlist_free(out), lup_driver_list(s->driver, path, out, err)));
+}
+
+int lup_s_move(lup_store *s, const char *src, const char *dst, lup_error *err)
+{
+	RETRIED("driver.move", lup_driver_move(s->driver, src, dst, err));
+}
+
+int lup_s_delete(lup_store *s, const char *path, lup_error *err)
+{
+	RETRIED("driver.delete", lup_driver_delete(s->driver, path, err));
+}
+
+int lup_read_startedat(lup_store *s, const char *repo, const char *uuid,
+		       int64_t *secs, lup_error *err)
+{
+	char path[LUP_PATH_BUF];
+	lup_buf b = { 0 };
+	int rc;
+
+	if ((rc = lup_path_upload_file(path, repo, uuid, "startedat")) != 0)
+		return lup_error_set(err, rc, NULL, "path too long");
+	rc = lup_s_get(s, path, &b, err);
+	if (rc == 0 && lup_time_parse((const char *)b.data, b.len, secs) != 0)
+		rc = lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, path,
+				   "startedat is not an RFC 3339 time");
+	lup_buf_free(&b);
+	return rc;
+}
+
+/* Resolve digest (optionally through repo's link) to the canonical blob. */
+static int resolve(lup_store *s, const char *digest, const char *repo,
+		   lup_digest *canon, lup_stat *st, lup_error *err)
+{
+	lup_digest d;
+	char path[LUP_PATH_BUF];
+	int rc;
+
+	if ((rc = lup_digest_parse(digest, &d, err)) != 0)
+		return rc;
+	if (repo) {
+		lup_buf b = { 0 };
+
+		if (!lup_repo_valid(repo))
+			return lup_error_set(err, LUP_ENAME_INVALID, NULL,
+					     "invalid repository name");
+		lup_path_layer_link(path, repo, &d);
+		rc = lup_s_get(s, path, &b, err);
+		if (rc == 0) {
+			char text[160];
+			size_t n = b.len < sizeof(text) - 1 ? b.len : sizeof(text) - 1;
+
+			memcpy(text, b.data ? (const char *)b.data : "", n);
+			text[n] = '\0';
+			rc = lup_digest_parse(text, canon, err);
+			if (rc != 0)
+				rc = lup_error_set(err, LUP_EBLOB_UNKNOWN, path,
+						   "corrupt link file");
+		}
+		lup_buf_free(&b);
+		if (rc == LUP_EPATH_NOT_FOUND)
+			return lup_error_set(err, LUP_EBLOB_UNKNOWN, NULL,
+					     "blob unknown to repository %s: %s",
+					     repo, d.str);
+		if (rc != 0)
+			return rc;
+	} else if (d.alg != LUP_SHA256) {
+		return lup_error_set(err, LUP_EBLOB_UNKNOWN, NULL,
+				     "blob unknown: %s (blobs are stored by "
+				     "sha256; ask with a repository)", d.str);
+	} else {
+		*canon = d;
+	}
+	lup_path_blob_data(path, canon);
+	rc = lup_s_stat(s, path, st, err);
+	if (rc == LUP_EPATH_NOT_FOUND || (rc == 0 && st->is_dir))
+		return lup_error_set(err, LUP_EBLOB_UNKNOWN, NULL,
+				     "blob unknown: %s", canon->str);
+	return rc;
+}
+
+int lup_store_stat(lup_store *s, const char *digest, const char *repo,
+		   lup_blob_info *out, lup_error *err)
+{
+	lup_digest canon;
+	lup_stat st;
+	int rc = resolve(s, digest, repo, &canon, &st, err);
+
+	if (rc == 0) {
+		snprintf(out->digest, sizeof(out->digest), "%s", canon.str);
+		out->size = st.size;
+	}
+	return rc;
+}
+
+int lup_store_open_blob(lup_store *s, const char *repo, const char *digest,
+			lup_reader **out, lup_error *err)
+{
+	lup_digest canon;
+	lup_stat st;
+	char path[LUP_PATH_BUF];
+	int rc = resolve(s, digest, repo, &canon, &st, err);
+
+	if (rc != 0)
+		return rc;
+	lup_path_blob_data(path, &canon);
+	return lup_driver_reader(s->driver, path, 0, out, err);
+}
+
+/* Write the link of `d` in repo pointing at canonical `canon`. */
+int lup_store_write_link(lup_store *s, const char *repo, const lup_digest *d,
+			 const lup_digest *canon, lup_error *err)
+{
+	char path[LUP_PATH_BUF];
+	int rc;
+
+	if ((rc = lup_path_layer_link(path, repo, d)) != 0)
+		return lup_error_set(err, rc, NULL, "path too long");
+	rc = lup_s_put(s, path, canon->str, strlen(canon->str), err);
+	if (rc == 0) {
+		lup_field f[] = { lup_fs("repo", repo), lup_fs("digest", d->str),
+				  lup_fs("canonical", canon->str) };
+		lup_store_log(s, "blob.link", f, 3);
+	}
+	return rc;
+}
+
+int lup_store_link(lup_store *s, const char *repo, const char *digest,
+		   lup_error *err)
+{
+	lup_digest d, canon;
+	lup_stat st;
+	int rc;
+
+	if (!lup_repo_valid(repo))
+		return lup_error_set(err, LUP_ENAME_INVALID, NULL,
+				     "invalid repository name");
+	if ((rc = lup_digest_parse(digest, &d, err)) != 0)
+		return rc;
+	if (d.alg != LUP_SHA256)
+		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
+				     "link takes a sha256 digest; aliases are "
+				     "written by finish");
+	if ((rc = resolve(s, digest, NULL, &canon, &st, err)) != 0)
+		return rc;
+	return lup_store_write_link(s, repo, &d, &canon, err);
+}
+
+int lup_store_unlink(lup_store *s, const char *repo, const char *digest,
+		     lup_error *err)
+{
+	lup_digest d;
+	char path[LUP_PATH_BUF];
+	int rc;
+
+	if (!lup_repo_valid(repo))
+		return lup_error_set(err, LUP_ENAME_INVALID, NULL,
+				     "invalid repository name");
+	if ((rc = lup_digest_parse(digest, &d, err)) != 0)
+		return rc;
+	lup_path_layer_link(path, repo, &d);
+	/* Remove the link's directory: the registry layout keeps one file
+	 * per digest directory, so nothing else lives there. */
+	path[strlen(path) - strlen("/link")] = '\0';
+	rc = lup_s_delete(s, path, err);
+	if (rc == LUP_EPATH_NOT_FOUND)
+		return lup_error_set(err, LUP_EBLOB_UNKNOWN, NULL,
+				     "blob unknown to repository %s: %s", repo,
+				     d.str);
+	return rc;
+}
+
+int lup_store_mount(lup_store *s, const char *from_repo, const char *to_repo,
+		    const char *digest, lup_blob_info *out, lup_error *err)
+{
+	lup_digest canon;
+	lup_stat st;
+	int rc;
+
+	if (!lup_repo_valid(to_repo))
+		return lup_error_set(err, LUP_ENAME_INVALID, NULL,
+				     "invalid repository name");
+	if ((rc = resolve(s, digest, from_repo, &canon, &st, err)) != 0)
+		return rc;
+	if ((rc = lup_store_write_link(s, to_repo, &canon, &canon, err)) != 0)
+		return rc;
+	snprintf(out->digest, sizeof(out->digest), "%s", canon.str);
+	out->size = st.size;
+	return 0;
+}

@@ -1,0 +1,83 @@
+/*
+ * store.h - the store object and the helpers the upload and purge code
+ * share: policy calls (log, retry, sleep) and driver calls that consult the
+ * retry policy on transient failures.
+ */
+#ifndef LUP_STORE_H
+#define LUP_STORE_H
+
+#include <stdatomic.h>
+
+#include "layerup.h"
+#include "layout.h"
+
+struct lup_store {
+	atomic_int refcount; /* the caller's handle + one per live upload */
+	lup_driver *driver;
+	lup_policy policy;
+	int64_t max_size;
+	int64_t max_age;
+};
+
+void lup_store_retain(lup_store *s);
+void lup_store_release(lup_store *s);
+
+/* Emit a log event when a log hook is set. */
+void lup_store_log(lup_store *s, const char *event, const lup_field *f,
+		   size_t n);
+
+/* After failed attempt number `attempt` of op: ask the retry policy and
+ * sleep.  Returns 1 to try again.  Driver ops ("driver.*") retry only
+ * transient errors. */
+int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
+			   const char *op);
+
+/* Driver calls with the retry policy applied to transient errors. */
+int lup_s_get(lup_store *s, const char *path, lup_buf *out, lup_error *err);
+int lup_s_put(lup_store *s, const char *path, const void *p, size_t n,
+	      lup_error *err);
+int lup_s_stat(lup_store *s, const char *path, lup_stat *out, lup_error *err);
+int lup_s_list(lup_store *s, const char *path, lup_strlist *out,
+	       lup_error *err);
+int lup_s_move(lup_store *s, const char *src, const char *dst, lup_error *err);
+int lup_s_delete(lup_store *s, const char *path, lup_error *err);
+
+/* nanosleep for seconds (EINTR-safe); the default sleep hook. */
+void lup_sleep(double seconds);
+
+/* Current time in unix seconds / monotonic milliseconds. */
+int64_t lup_now(void);
+double lup_monotonic_ms(void);
+
+/* Field constructors for log events. */
+static inline lup_field lup_fs(const char *k, const char *v)
+{
+	lup_field f = { k, LUP_FIELD_STR, v, 0, 0 };
+	return f;
+}
+static inline lup_field lup_fi(const char *k, int64_t v)
+{
+	lup_field f = { k, LUP_FIELD_INT, NULL, v, 0 };
+	return f;
+}
+static inline lup_field lup_fn(const char *k, double v)
+{
+	lup_field f = { k, LUP_FIELD_NUM, NULL, 0, v };
+	return f;
+}
+static inline lup_field lup_fb(const char *k, int v)
+{
+	lup_field f = { k, LUP_FIELD_BOOL, NULL, v ? 1 : 0, 0 };
+	return f;
+}
+
+/* Read the startedat of an upload dir's files; used by resume, uploads and
+ * purge.  Returns 0 and *secs, PATH_NOT_FOUND, or BLOB_UPLOAD_INVALID. */
+int lup_read_startedat(lup_store *s, const char *repo, const char *uuid,
+		       int64_t *secs, lup_error *err);
+
+/* Write repo's link for digest d naming the canonical blob. */
+int lup_store_write_link(lup_store *s, const char *repo, const lup_digest *d,
+			 const lup_digest *canon, lup_error *err);
+
+#endif
