@@ -155,7 +155,8 @@ int lup_store_uploads(lup_store *s, const char *repo, lup_upload_list *out,
 		lup_upload_list_free(out);
 		return rc;
 	}
-	qsort(out->items, out->count, sizeof(*out->items), cmp_info);
+	if (out->count > 1)
+		qsort(out->items, out->count, sizeof(*out->items), cmp_info);
 	return 0;
 }
 
