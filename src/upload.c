@@ -775,22 +775,23 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 		}
 		goto link;
 	}
-	if ((rc = check_open(u, err)) != 0)
-		goto fail;
-	if ((rc = u->w->commit(u->w, err)) != 0)
-		goto fail;
+	/* Commit and let go of the data file: a committed writer takes no
+	 * more bytes, and if finish fails the next write reopens it. */
+	if (u->w) {
+		rc = u->w->commit(u->w, err);
+		int rc2 = u->w->close(u->w, rc ? NULL : err);
+		u->w = NULL;
+		lup_hashpipe_free(&u->pipe);
+		if (rc || (rc = rc2))
+			goto fail;
+	}
 	if ((rc = validate_data(u, err)) != 0 || (rc = verify(u, &want, &canon, err)))
 		goto fail;
 	lup_path_blob_data(blob, &canon);
 	if ((rc = choose_links(u, &canon, &want, &links, err)) != 0)
 		goto fail;
-	/* The data is complete and verified: let go of the file, then move
-	 * it into content-addressed storage unless the blob is there. */
-	rc = u->w->close(u->w, err);
-	u->w = NULL;
-	lup_hashpipe_free(&u->pipe);
-	if (rc != 0)
-		goto fail;
+	/* Move the verified data into content-addressed storage unless the
+	 * blob is already there. */
 	rc = lup_s_stat(s, blob, &st, err);
 	if (rc == 0) {
 		lup_field f[] = { lup_fs("digest", canon.str), lup_fi("size", st.size) };
