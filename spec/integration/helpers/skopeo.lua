@@ -1,0 +1,40 @@
+-- Runs skopeo against the local test registry with an isolated
+-- environment: its own HOME/XDG dirs, a permissive policy.json, an empty
+-- registries.conf, plain HTTP to 127.0.0.1 and no auth.
+
+local util = require "integration.helpers.util"
+local q = util.q
+
+local M = {}
+
+function M.available()
+	return util.have("skopeo")
+end
+
+-- Returns a skopeo runner whose config lives under dir.
+function M.new(dir)
+	util.mkdirp(dir .. "/home")
+	util.mkdirp(dir .. "/run")
+	util.mkdirp(dir .. "/config")
+	util.mkdirp(dir .. "/registries.d")
+	util.mkdirp(dir .. "/tmp")
+	util.write_file(dir .. "/policy.json", '{"default":[{"type":"insecureAcceptAnything"}]}')
+	util.write_file(dir .. "/registries.conf", "")
+	local self = { dir = dir }
+	local env = ("env HOME=%s XDG_RUNTIME_DIR=%s XDG_CONFIG_HOME=%s CONTAINERS_REGISTRIES_CONF=%s REGISTRY_AUTH_FILE=%s")
+		:format(q(dir .. "/home"), q(dir .. "/run"), q(dir .. "/config"), q(dir .. "/registries.conf"),
+			q(dir .. "/auth.json"))
+	util.write_file(dir .. "/auth.json", '{"auths":{}}')
+	local base = ("%s skopeo --command-timeout 300s --policy %s --registries.d %s --tmpdir %s")
+		:format(env, q(dir .. "/policy.json"), q(dir .. "/registries.d"), q(dir .. "/tmp"))
+
+	-- skopeo copy src dst; returns output, exit code.
+	function self.copy(src, dst)
+		return util.run(("%s copy --src-tls-verify=false --dest-tls-verify=false --src-no-creds --dest-no-creds --dest-oci-accept-uncompressed-layers --preserve-digests %s %s 2>&1")
+			:format(base, q(src), q(dst)))
+	end
+
+	return self
+end
+
+return M
