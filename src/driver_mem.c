@@ -273,8 +273,9 @@ static void drop_range(mem_driver *md, size_t lo, size_t hi)
 		free(md->ents[i].path);
 		blob_unref(md->ents[i].blob);
 	}
-	memmove(md->ents + lo, md->ents + hi,
-		(md->count - hi) * sizeof(*md->ents));
+	if (hi < md->count)
+		memmove(md->ents + lo, md->ents + hi,
+			(md->count - hi) * sizeof(*md->ents));
 	md->count -= hi - lo;
 }
 

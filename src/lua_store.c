@@ -308,7 +308,7 @@ static int store_tostring(lua_State *L)
 static int store_start(lua_State *L)
 {
 	lup_lua_store *ls = lup_lua_check_store(L, 1);
-	const char *repo = luaL_checkstring(L, 2);
+	const char *repo = lup_lua_checkname(L, 2);
 	lup_upload *u;
 	lup_error err;
 	int rc;
@@ -323,8 +323,8 @@ static int store_start(lua_State *L)
 static int store_resume(lua_State *L)
 {
 	lup_lua_store *ls = lup_lua_check_store(L, 1);
-	const char *repo = luaL_checkstring(L, 2);
-	const char *uuid = luaL_checkstring(L, 3);
+	const char *repo = lup_lua_checkname(L, 2);
+	const char *uuid = lup_lua_checkname(L, 3);
 	lup_upload *u;
 	lup_error err;
 	int rc;
@@ -348,8 +348,8 @@ static void push_blob(lua_State *L, const lup_blob_info *b)
 static int store_stat(lua_State *L)
 {
 	lup_lua_store *ls = lup_lua_check_store(L, 1);
-	const char *digest = luaL_checkstring(L, 2);
-	const char *repo = luaL_optstring(L, 3, NULL);
+	const char *digest = lup_lua_checkname(L, 2);
+	const char *repo = lup_lua_optname(L, 3);
 	lup_blob_info b;
 	lup_error err;
 	int rc;
@@ -366,8 +366,8 @@ static int store_stat(lua_State *L)
 static int store_open_blob(lua_State *L)
 {
 	lup_lua_store *ls = lup_lua_check_store(L, 1);
-	const char *repo = luaL_checkstring(L, 2);
-	const char *digest = luaL_checkstring(L, 3);
+	const char *repo = lup_lua_checkname(L, 2);
+	const char *digest = lup_lua_checkname(L, 3);
 	char path[LUP_PATH_BUF];
 	lup_digest canon;
 	lup_blob_info b;
@@ -392,8 +392,8 @@ static int store_open_blob(lua_State *L)
 static int store_link_common(lua_State *L, int unlink)
 {
 	lup_lua_store *ls = lup_lua_check_store(L, 1);
-	const char *repo = luaL_checkstring(L, 2);
-	const char *digest = luaL_checkstring(L, 3);
+	const char *repo = lup_lua_checkname(L, 2);
+	const char *digest = lup_lua_checkname(L, 3);
 	lup_error err;
 	int rc;
 
@@ -413,9 +413,9 @@ static int store_unlink(lua_State *L) { return store_link_common(L, 1); }
 static int store_mount(lua_State *L)
 {
 	lup_lua_store *ls = lup_lua_check_store(L, 1);
-	const char *from = luaL_checkstring(L, 2);
-	const char *to = luaL_checkstring(L, 3);
-	const char *digest = luaL_checkstring(L, 4);
+	const char *from = lup_lua_checkname(L, 2);
+	const char *to = lup_lua_checkname(L, 3);
+	const char *digest = lup_lua_checkname(L, 4);
 	lup_blob_info b;
 	lup_error err;
 	int rc;
@@ -447,7 +447,7 @@ static void push_upload_list(lua_State *L, const lup_upload_list *l)
 static int store_uploads(lua_State *L)
 {
 	lup_lua_store *ls = lup_lua_check_store(L, 1);
-	const char *repo = luaL_optstring(L, 2, NULL);
+	const char *repo = lup_lua_optname(L, 2);
 	lup_upload_list list;
 	lup_error err;
 	int rc;

@@ -197,7 +197,7 @@ static int upload_finish(lua_State *L)
 {
 	lup_lua_policy *pol;
 	lua_upload *lu = check_open(L, &pol);
-	const char *digest = luaL_checkstring(L, 2);
+	const char *digest = lup_lua_checkname(L, 2);
 	lua_Integer size = -1;
 	lup_blob_info b;
 	lup_error err;

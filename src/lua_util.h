@@ -25,6 +25,13 @@ void lup_lua_push_error(lua_State *L, const lup_error *err);
 void lup_lua_to_error(lua_State *L, int idx, int default_code,
 		      lup_error *err);
 
+/* A string argument that names something (repository, upload id, digest).
+ * One with an embedded NUL comes back as "<contains NUL>", which no grammar
+ * accepts, so the core answers with its ordinary error (NAME_INVALID, ...)
+ * instead of silently using the part before the NUL. */
+const char *lup_lua_checkname(lua_State *L, int idx);
+const char *lup_lua_optname(lua_State *L, int idx);
+
 /* Driver userdata ("layerup.driver"): holds one reference on the driver. */
 typedef struct lup_lua_driver {
 	lup_driver *driver; /* NULL once closed */
