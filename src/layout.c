@@ -141,6 +141,14 @@ static int digits(const char *s, size_t n, int *out)
 	return 0;
 }
 
+static int days_in_month(int y, int m)
+{
+	static const int days[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+
+	return m == 2 && leap ? 29 : days[m - 1];
+}
+
 int lup_time_parse(const char *s, size_t n, int64_t *secs_out)
 {
 	int Y, M, D, h, m, sec, oh = 0, om = 0, sign = 0;
@@ -169,9 +177,9 @@ int lup_time_parse(const char *s, size_t n, int64_t *secs_out)
 	} else {
 		goto bad;
 	}
-	if (i != n || M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 ||
-	    sec > 60 || oh > 23 || om > 59)
-		goto bad;
+	if (i != n || M < 1 || M > 12 || D < 1 || D > days_in_month(Y, M) ||
+	    h > 23 || m > 59 || sec > 59 || oh > 23 || om > 59)
+		goto bad; /* Go's time.Parse rejects the same */
 	memset(&tm, 0, sizeof(tm));
 	tm.tm_year = Y - 1900;
 	tm.tm_mon = M - 1;

@@ -184,16 +184,20 @@ int lup_store_purge(lup_store *s, int64_t older_than, int dry_run,
 			continue;
 		lup_path_upload_dir(dir, in->repo, in->uuid);
 		lup_path_upload_file(data, in->repo, in->uuid, "data");
-		if (!dry_run) {
-			lup_error_clear(&e);
-			if (lup_s_stat(s, data, &st, NULL) == 0 &&
-			    lup_driver_lock(s->driver, data, &lock, &e) != 0) {
-				lup_field f[] = { lup_fs("repo", in->repo),
-						  lup_fs("uuid", in->uuid),
-						  lup_fs("reason", e.message) };
-				lup_store_log(s, "purge.skip", f, 3);
-				continue;
-			}
+		/* A held upload is skipped, in a dry run too, so that the dry
+		 * run lists exactly what a real one would remove. */
+		lup_error_clear(&e);
+		if (lup_s_stat(s, data, &st, NULL) == 0 &&
+		    lup_driver_lock(s->driver, data, &lock, &e) != 0) {
+			lup_field f[] = { lup_fs("repo", in->repo),
+					  lup_fs("uuid", in->uuid),
+					  lup_fs("reason", e.message) };
+			lup_store_log(s, "purge.skip", f, 3);
+			continue;
+		}
+		if (dry_run) {
+			lup_driver_unlock(s->driver, lock);
+		} else {
 			rc = lup_s_delete(s, dir, &e);
 			lup_driver_unlock(s->driver, lock);
 			if (rc == LUP_EPATH_NOT_FOUND)

@@ -101,7 +101,7 @@ int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
 	double delay = 0;
 	int is_driver = strncmp(op, "driver.", 7) == 0;
 
-	if (!s->policy.retry || (is_driver && !err->transient))
+	if (!s->policy.retry || !err || (is_driver && !err->transient))
 		return 0;
 	if (!s->policy.retry(attempt, err, op, &delay, s->policy.payload))
 		return 0;
@@ -123,6 +123,9 @@ int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
 #define RETRIED(op, call)                                                  \
 	do {                                                               \
 		int rc_;                                                   \
+		lup_error local_;                                          \
+		if (!err)                                                  \
+			err = &local_; /* retry decisions need the error */ \
 		for (int attempt_ = 1;; attempt_++) {                      \
 			rc_ = (call);                                      \
 			if (rc_ == 0 ||                                    \

@@ -757,11 +757,13 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 				     "upload %s is %s", u->uuid,
 				     u->state == U_CLOSED ? "closed" : "finished");
 	if ((rc = lup_digest_parse(digest, &want, err)) != 0)
-		return rc;
-	if (size >= 0 && size != u->size)
-		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
-				     "size %" PRId64 " given, %" PRId64 " uploaded",
-				     size, u->size);
+		goto fail;
+	if (size >= 0 && size != u->size) {
+		rc = lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				   "size %" PRId64 " given, %" PRId64 " uploaded",
+				   size, u->size);
+		goto fail;
+	}
 	if (u->hash_ok) {
 		lup_digest_from_hash(&u->hash, &canon);
 		lup_path_blob_data(blob, &canon);

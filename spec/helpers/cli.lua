@@ -1,0 +1,88 @@
+-- spec/helpers/cli.lua - running `layerup` in-process and as a program in
+-- specs, plus scratch directories and file helpers.
+
+local cli = require "layerup.cli"
+
+local H = {}
+
+-- A file-like sink that keeps what is written.
+function H.sink()
+	local s = { parts = {} }
+	function s:write(...)
+		for i = 1, select("#", ...) do self.parts[#self.parts + 1] = tostring(select(i, ...)) end
+		return self
+	end
+	function s:text() return table.concat(self.parts) end
+	return s
+end
+
+-- run{args...} [, {env = {NAME = value}, layerup = module, tty = bool}]
+-- -> exit code, stdout, stderr
+function H.run(args, opts)
+	opts = opts or {}
+	local out, err = H.sink(), H.sink()
+	local env = opts.env or {}
+	local code = cli.run(args, {
+		stdout = out, stderr = err, isatty = opts.tty or false,
+		getenv = function(k) return env[k] end,
+		layerup = opts.layerup,
+	})
+	return code, out:text(), err:text()
+end
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+H.quote = q
+
+function H.sh(cmd)
+	local ok, how, code = os.execute(cmd)
+	if how == "signal" then return 128 + code end
+	return ok and 0 or code
+end
+
+-- Run bin/layerup as a program: exit code, stdout, stderr.
+function H.exec(args, env_prefix)
+	local dir = H.tmpdir()
+	local parts = {}
+	for i, a in ipairs(args) do parts[i] = q(a) end
+	local code = H.sh(("%s bin/layerup %s >%s/out 2>%s/err </dev/null"):format(
+		env_prefix or "", table.concat(parts, " "), dir, dir))
+	local out, err = H.read(dir .. "/out"), H.read(dir .. "/err")
+	H.rm(dir)
+	return code, out, err
+end
+
+function H.tmpdir()
+	local p = os.tmpname()
+	os.remove(p)
+	assert(H.sh("mkdir -p " .. q(p)) == 0)
+	return p
+end
+
+function H.rm(p) H.sh("rm -rf " .. q(p)) end
+
+function H.read(path)
+	local f = io.open(path, "rb")
+	if not f then return nil end
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+function H.write(path, data)
+	assert(H.sh("mkdir -p " .. q(path:match("^(.*)/[^/]*$") or ".")) == 0)
+	local f = assert(io.open(path, "wb"))
+	assert(f:write(data))
+	f:close()
+end
+
+-- Deterministic bytes that do not repeat within a chunk.
+function H.bytes(n, seed)
+	local t, x = {}, seed or 7
+	for i = 1, n do
+		x = (x * 1103515245 + 12345) & 0x7fffffff
+		t[i] = string.char((x >> 16) & 0xff)
+	end
+	return table.concat(t)
+end
+
+return H
