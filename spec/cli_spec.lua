@@ -90,6 +90,15 @@ describe("layerup cli", function()
 			assert.equal(2, code)
 		end)
 
+		it("accepts common options before the command", function()
+			local code, out = H.run { "--json", "uploads", root }
+			assert.equal(0, code)
+			assert.equal("[]", out:gsub("%s", ""))
+			code, out = H.run { "--root", root, "verify" }
+			assert.equal(0, code)
+			assert.matches("checked: ok", out, 1, true)
+		end)
+
 		it("rejects wrong numbers of arguments", function()
 			assert.equal(2, (H.run { "push", root, "a", file, "extra" }))
 			assert.equal(2, (H.run { "cat", root }))
@@ -190,6 +199,13 @@ describe("layerup cli", function()
 			assert.equal(0, code, err)
 			assert.equal(4, resumes)  -- after 1000, 2000, 3000 and 4000 bytes
 			assert.matches(sha256(data:sub(1, 4500)), out, 1, true)
+		end)
+
+		it("shows progress and the resume command on a terminal only", function()
+			local code, _, err = H.run({ "push", root, "demo/app", file, "--chunk", "1000" }, { tty = true })
+			assert.equal(0, code)
+			assert.matches("100%% [^\n]* ETA ", err)
+			assert.matches("to resume after a crash: layerup resume " .. root .. " demo/app ", err, 1, true)
 		end)
 
 		it("pushes an empty file", function()
