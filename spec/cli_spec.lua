@@ -5,16 +5,14 @@ local cjson = require "cjson"
 local layerup = require "layerup"
 local cli = require "layerup.cli"
 local H = require "helpers.cli"
+local util = require "helpers.util"
+local stores = require "helpers.stores"
 
-local V2 = "/docker/registry/v2"
-
-local function sha256(s)
-	return layerup.hasher("sha256"):update(s):digest()
-end
+local V2 = stores.V2
+local sha256 = util.digest
 
 local function blob_file(root, digest)
-	local hex = digest:match("^sha256:(%x+)$")
-	return ("%s%s/blobs/sha256/%s/%s/data"):format(root, V2, hex:sub(1, 2), hex)
+	return root .. stores.blob_path(digest)
 end
 
 -- An upload left open in the store, holding data.

@@ -7,22 +7,16 @@
 -- filesystem only.
 local layerup = require "layerup"
 local util = require "helpers.util"
-local memdriver = require "helpers.memdriver"
+local stores = require "helpers.stores"
 
-local V2 = "/docker/registry/v2"
+local V2 = stores.V2
 local OLD = "2020-01-01T00:00:00Z"
 local OLD_SECS = 1577836800
 local HOUR = 3600
 
-local function updir(repo, uuid, leaf)
-	return V2 .. "/repositories/" .. repo .. "/_uploads/" .. uuid .. (leaf and "/" .. leaf or "")
-end
+local updir = stores.updir
 
-local function digest(s)
-	local h = layerup.hasher("sha256")
-	h:update(s)
-	return h:digest()
-end
+local digest = util.digest
 
 local function by_key(list)
 	local out = {}
@@ -32,52 +26,23 @@ local function by_key(list)
 	return out
 end
 
-local drivers = {
-	{ name = "filesystem", fs = true },
-	{ name = "memory" },
-	{ name = "lua" },
-}
-
-for _, drv in ipairs(drivers) do
+stores.each_driver(function(drv)
 	describe("purge on the " .. drv.name .. " driver", function()
 		local env
 
 		before_each(function()
 			math.randomseed(7)
-			env = { events = {} }
-			if drv.fs then
-				env.dir = util.tmpdir("purge")
-				env.d = layerup.filesystem(env.dir)
-			elseif drv.name == "memory" then
-				env.d = layerup.memory()
-			else
-				env.d = layerup.driver(memdriver.new())
-			end
-			env.store = layerup.open(env.d, {
-				log = function(event, fields)
-					env.events[#env.events + 1] = { event = event, fields = fields }
-				end,
-			})
+			env = stores.new(drv, "purge")
+			env.store = layerup.open(env.d, { log = stores.record(env) })
 		end)
 
 		after_each(function()
-			env.store:close()
-			collectgarbage()
-			collectgarbage()
-			if env.dir then
-				util.rm_rf(env.dir)
-			end
+			stores.cleanup(env)
 			env = nil
 		end)
 
 		local function events(name)
-			local out = {}
-			for _, e in ipairs(env.events) do
-				if e.event == name then
-					out[#out + 1] = e.fields
-				end
-			end
-			return out
+			return stores.events(env, name)
 		end
 
 		local function exists(path)
@@ -298,4 +263,4 @@ for _, drv in ipairs(drivers) do
 			end)
 		end
 	end)
-end
+end)

@@ -4,48 +4,23 @@
 -- directories are built by hand the way the registry left them:
 -- startedat from startedat.example, data = the chunks received so far,
 -- hashstates/sha256/<n> = the sample state files.
--- Samples: $LUP_SAMPLES, else ../shared/samples from the repo root.  The
--- "big" data is generated with openssl as INDEX.md describes.
+-- Samples: $LUP_SAMPLES, else ../shared/samples from the repo root, else
+-- spec/fixtures/samples (helpers/util.lua samples_dir).  The "big" data
+-- is generated with openssl as INDEX.md describes.
 local layerup = require "layerup"
 local util = require "helpers.util"
+local stores = require "helpers.stores"
 
-local V2 = "/docker/registry/v2"
+local V2 = stores.V2
 local REPO = "test/img"
 
-local function samples_dir()
-	local dir = os.getenv("LUP_SAMPLES")
-	if not dir or dir == "" then
-		dir = "../shared/samples"
-	end
-	local f = io.open(dir .. "/INDEX.md", "rb")
-	if not f then
-		return nil, dir
-	end
-	f:close()
-	return dir
-end
-
-local function read_file(path)
-	local f = assert(io.open(path, "rb"))
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-local function digest(s)
-	local h = layerup.hasher("sha256")
-	h:update(s)
-	return h:digest()
-end
+local read_file, digest = util.read_file, util.digest
 
 local function updir(uuid, leaf)
-	return V2 .. "/repositories/" .. REPO .. "/_uploads/" .. uuid .. (leaf and "/" .. leaf or "")
+	return stores.updir(REPO, uuid, leaf)
 end
 
-local function blob_path(d)
-	local hex = d:match("^sha256:(%x+)$")
-	return V2 .. "/blobs/sha256/" .. hex:sub(1, 2) .. "/" .. hex .. "/data"
-end
+local blob_path = stores.blob_path
 
 -- Unix seconds of "YYYY-MM-DDTHH:MM:SSZ" (days_from_civil, no os.time:
 -- that one is local time).
@@ -82,7 +57,7 @@ local function have_openssl()
 	return os.execute("command -v openssl >/dev/null 2>&1 && command -v sha256sum >/dev/null 2>&1")
 end
 
-local SAMPLES, tried = samples_dir()
+local SAMPLES, tried = util.samples_dir()
 
 if not SAMPLES then
 	describe("real-registry samples", function()
@@ -91,12 +66,7 @@ if not SAMPLES then
 	return
 end
 
-local drivers = {
-	{ name = "filesystem", fs = true },
-	{ name = "memory" },
-}
-
-for _, drv in ipairs(drivers) do
+stores.each_driver(function(drv)
 	describe("real-registry samples on the " .. drv.name .. " driver", function()
 		local env
 		local small = {
@@ -112,25 +82,16 @@ for _, drv in ipairs(drivers) do
 		}
 
 		before_each(function()
-			env = { events = {}, tmp = util.tmpdir("samples") }
-			if drv.fs then
-				env.dir = env.tmp .. "/store"
-				env.d = layerup.filesystem(env.dir)
-			else
-				env.d = layerup.memory()
-			end
-			env.store = layerup.open(env.d, {
-				log = function(event, fields)
-					env.events[#env.events + 1] = { event = event, fields = fields }
-				end,
-			})
+			-- env.tmp holds the store's root (filesystem) and generated
+			-- data; stores.cleanup removes it as env.dir.
+			env = { tmp = util.tmpdir("samples") }
+			env.dir = env.tmp
+			env.d = stores.driver(drv, env.tmp .. "/store")
+			env.store = layerup.open(env.d, { log = stores.record(env) })
 		end)
 
 		after_each(function()
-			env.store:close()
-			collectgarbage()
-			collectgarbage()
-			util.rm_rf(env.tmp)
+			stores.cleanup(env)
 			env = nil
 		end)
 
@@ -314,4 +275,4 @@ for _, drv in ipairs(drivers) do
 			end)
 		end)
 	end)
-end
+end, { "filesystem", "memory" })

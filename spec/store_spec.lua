@@ -3,57 +3,26 @@
 -- drivers.  Layout facts: reference/distribution-2.8.md sections 1.1, 1.2.
 local layerup = require "layerup"
 local util = require "helpers.util"
-local memdriver = require "helpers.memdriver"
+local stores = require "helpers.stores"
 
-local V2 = "/docker/registry/v2"
+local V2 = stores.V2
 
-local function link_path(repo, digest)
-	local alg, hex = digest:match("^(%w+):(%x+)$")
-	return V2 .. "/repositories/" .. repo .. "/_layers/" .. alg .. "/" .. hex .. "/link"
-end
+local link_path = stores.link_path
 
-local function blob_path(digest)
-	local hex = digest:match("^sha256:(%x+)$")
-	return V2 .. "/blobs/sha256/" .. hex:sub(1, 2) .. "/" .. hex .. "/data"
-end
+local digest = util.digest
 
-local function digest(s, alg)
-	local h = layerup.hasher(alg or "sha256")
-	h:update(s)
-	return h:digest()
-end
-
-local drivers = {
-	{ name = "filesystem", fs = true },
-	{ name = "memory" },
-	{ name = "lua" },
-}
-
-for _, drv in ipairs(drivers) do
+stores.each_driver(function(drv)
 	describe("store on the " .. drv.name .. " driver", function()
 		local env
 
 		before_each(function()
 			math.randomseed(99)
-			env = {}
-			if drv.fs then
-				env.dir = util.tmpdir("store")
-				env.d = layerup.filesystem(env.dir)
-			elseif drv.name == "memory" then
-				env.d = layerup.memory()
-			else
-				env.d = layerup.driver(memdriver.new())
-			end
+			env = stores.new(drv, "store")
 			env.store = layerup.open(env.d)
 		end)
 
 		after_each(function()
-			env.store:close()
-			collectgarbage()
-			collectgarbage()
-			if env.dir then
-				util.rm_rf(env.dir)
-			end
+			stores.cleanup(env)
 			env = nil
 		end)
 
@@ -317,4 +286,4 @@ for _, drv in ipairs(drivers) do
 			assert.equals(env.d, env.store:driver())
 		end)
 	end)
-end
+end)

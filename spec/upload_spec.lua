@@ -5,30 +5,14 @@
 local layerup = require "layerup"
 local util = require "helpers.util"
 local counting = require "helpers.counting"
-local memdriver = require "helpers.memdriver"
+local stores = require "helpers.stores"
 
-local V2 = "/docker/registry/v2"
+local V2 = stores.V2
 local EMPTY = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-local function updir(repo, uuid, leaf)
-	return V2 .. "/repositories/" .. repo .. "/_uploads/" .. uuid .. (leaf and "/" .. leaf or "")
-end
+local updir, blob_path, link_path = stores.updir, stores.blob_path, stores.link_path
 
-local function blob_path(digest)
-	local hex = digest:match("^sha256:(%x+)$")
-	return V2 .. "/blobs/sha256/" .. hex:sub(1, 2) .. "/" .. hex .. "/data"
-end
-
-local function link_path(repo, digest)
-	local alg, hex = digest:match("^(%w+):(%x+)$")
-	return V2 .. "/repositories/" .. repo .. "/_layers/" .. alg .. "/" .. hex .. "/link"
-end
-
-local function digest(s, alg)
-	local h = layerup.hasher(alg or "sha256")
-	h:update(s)
-	return h:digest()
-end
+local digest = util.digest
 
 -- Offsets of the hash states of an upload, ascending ({} when none).
 local function states(d, repo, uuid)
@@ -45,72 +29,27 @@ local function exists(d, path)
 	return d:stat(path) ~= nil
 end
 
--- Samples directory (real-registry fixtures) or nil.
-local function samples_dir()
-	local dir = os.getenv("LUP_SAMPLES") or "../shared/samples"
-	local f = io.open(dir .. "/INDEX.md", "rb")
-	if not f then
-		return nil
-	end
-	f:close()
-	return dir
-end
+local samples_dir, read_file = util.samples_dir, util.read_file
 
-local function read_file(path)
-	local f = assert(io.open(path, "rb"))
-	local s = f:read("a")
-	f:close()
-	return s
-end
-
-local drivers = {
-	{ name = "filesystem", fs = true },
-	{ name = "memory" },
-	{ name = "lua" },
-}
-
-for _, drv in ipairs(drivers) do
+stores.each_driver(function(drv)
 	describe("upload on the " .. drv.name .. " driver", function()
 		local env
 
 		-- A fresh store per test: env.d (driver), env.store, env.events.
 		before_each(function()
 			math.randomseed(1234)
-			env = { events = {} }
-			if drv.fs then
-				env.dir = util.tmpdir("upload")
-				env.d = layerup.filesystem(env.dir)
-			elseif drv.name == "memory" then
-				env.d = layerup.memory()
-			else
-				env.d = layerup.driver(memdriver.new())
-			end
-			env.log = function(event, fields)
-				env.events[#env.events + 1] = { event = event, fields = fields }
-			end
-			env.store = layerup.open(env.d, { log = env.log })
+			env = stores.new(drv, "upload")
+			env.store = layerup.open(env.d, { log = stores.record(env) })
 		end)
 
 		after_each(function()
-			env.store:close()
-			env.store = nil
-			collectgarbage()
-			collectgarbage()
-			if env.dir then
-				util.rm_rf(env.dir)
-			end
+			stores.cleanup(env)
 			env = nil
 		end)
 
 		-- Events named `name`, as field tables.
 		local function events(name)
-			local out = {}
-			for _, e in ipairs(env.events) do
-				if e.event == name then
-					out[#out + 1] = e.fields
-				end
-			end
-			return out
+			return stores.events(env, name)
 		end
 
 		-- A second store on the same storage, through a counting driver.
@@ -128,6 +67,20 @@ for _, drv in ipairs(drivers) do
 			end
 			assert(u:close())
 			return u.uuid, table.concat(parts)
+		end
+
+		-- An upload of data in two sessions split at cut, keeping the hash
+		-- states at cut and at #data (resuming removes the lower one: it is
+		-- put back); returns the uuid.
+		local function two_states(repo, data, cut)
+			local uuid = staged(repo, { data:sub(1, cut) })
+			local low_path = updir(repo, uuid, "hashstates/sha256/" .. cut)
+			local low = assert(env.d:get_content(low_path))
+			local r = assert(env.store:resume(repo, uuid))
+			assert(r:write(data:sub(cut + 1)))
+			r:close()
+			assert(env.d:put_content(low_path, low))
+			return uuid
 		end
 
 		describe("start", function()
@@ -478,17 +431,12 @@ for _, drv in ipairs(drivers) do
 
 			it("re-reads only the gap after a lower state when the newest is gone", function()
 				local data = util.random_bytes(1500)
-				local uuid = staged("g", { data:sub(1, 1000) })
-				local st1000 = assert(env.d:get_content(updir("g", uuid, "hashstates/sha256/1000")))
-				local r = assert(env.store:resume("g", uuid))
-				assert(r:write(data:sub(1001)))
-				r:close()
+				local uuid = two_states("g", data, 1000)
 				-- states at 1000 and 1500, then delete 1500
-				assert(env.d:put_content(updir("g", uuid, "hashstates/sha256/1000"), st1000))
 				assert.same({ 1000, 1500 }, states(env.d, "g", uuid))
 				assert(env.d:delete(updir("g", uuid, "hashstates/sha256/1500")))
 				local s, stats = counted()
-				r = assert(s:resume("g", uuid))
+				local r = assert(s:resume("g", uuid))
 				local reread = r:bytes_reread()
 				assert.is_true(reread >= 500 and reread <= 500 + 63, "reread " .. reread)
 				assert.is_true(stats.read["/_uploads/"] <= 500 + 63)
@@ -553,14 +501,9 @@ for _, drv in ipairs(drivers) do
 
 			it("logs hashstate.skip for a corrupt exact state and falls back to a lower one", function()
 				local data = util.random_bytes(2000)
-				local uuid = staged("k", { data:sub(1, 640) })
-				local low = assert(env.d:get_content(updir("k", uuid, "hashstates/sha256/640")))
-				local r = assert(env.store:resume("k", uuid))
-				assert(r:write(data:sub(641)))
-				r:close()
-				assert(env.d:put_content(updir("k", uuid, "hashstates/sha256/640"), low))
+				local uuid = two_states("k", data, 640)
 				assert(env.d:put_content(updir("k", uuid, "hashstates/sha256/2000"), "garbage"))
-				r = assert(env.store:resume("k", uuid))
+				local r = assert(env.store:resume("k", uuid))
 				local skips = events("hashstate.skip")
 				assert.equals(1, #skips)
 				assert.equals(2000, skips[1].offset)
@@ -599,9 +542,9 @@ for _, drv in ipairs(drivers) do
 			end)
 
 			it("does not trust a lower state whose pending bytes differ from the data (samples/bogus)", function()
-				local dir = samples_dir()
+				local dir, tried = samples_dir()
 				if not dir then
-					pending("samples not found: set LUP_SAMPLES or put them in ../shared/samples")
+					pending("samples not found at " .. tried .. ": set LUP_SAMPLES to the samples directory")
 					return
 				end
 				local c1 = read_file(dir .. "/small/chunk1.bin")
@@ -993,4 +936,4 @@ for _, drv in ipairs(drivers) do
 			end)
 		end)
 	end)
-end
+end)

@@ -243,27 +243,46 @@ static int buf_reserve(lup_buf *b, size_t extra)
 	return 0;
 }
 
-static int fs_get_content(lup_driver *d, const char *path, lup_buf *out,
-			  lup_error *err)
+/*
+ * Open the file at path for reading: *fdp and *st on success.  A directory
+ * is refused (open(2) would accept it and read(2) fail later with EISDIR).
+ * On failure nothing is left open.
+ */
+static int fs_open_file(const fs_driver *fs, const char *path, int *fdp,
+			struct stat *st, lup_error *err)
 {
-	fs_driver *fs = (fs_driver *)d;
 	char full[FS_PATH_MAX];
-	struct stat st;
-	int fd, rc = 0;
+	int fd, rc;
 
 	if ((rc = fs_full(fs, path, full, err)))
 		return rc;
 	fd = open(full, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return fs_err_read(err, errno, "open", path);
-	if (fstat(fd, &st) < 0) {
+	if (fstat(fd, st) < 0) {
 		rc = fs_err(err, errno, "stat", path);
-		goto out;
+		goto fail;
 	}
-	if (S_ISDIR(st.st_mode)) {
+	if (S_ISDIR(st->st_mode)) {
 		rc = lup_error_set(err, LUP_EIO, path, "not a file: %s", path);
-		goto out;
+		goto fail;
 	}
+	*fdp = fd;
+	return 0;
+fail:
+	close(fd);
+	return rc;
+}
+
+static int fs_get_content(lup_driver *d, const char *path, lup_buf *out,
+			  lup_error *err)
+{
+	fs_driver *fs = (fs_driver *)d;
+	struct stat st;
+	int fd, rc = 0;
+
+	if ((rc = fs_open_file(fs, path, &fd, &st, err)))
+		return rc;
 	/* One spare byte lets the loop see EOF without growing. */
 	if (buf_reserve(out, (size_t)st.st_size + 1) < 0) {
 		rc = lup_error_set(err, LUP_EIO, path, "out of memory");
@@ -404,25 +423,13 @@ static int fs_reader_open(lup_driver *d, const char *path, int64_t offset,
 			  lup_reader **out, lup_error *err)
 {
 	fs_driver *fs = (fs_driver *)d;
-	char full[FS_PATH_MAX];
 	size_t plen = strlen(path);
 	fs_reader *r = NULL;
 	struct stat st;
 	int fd, rc;
 
-	if ((rc = fs_full(fs, path, full, err)))
+	if ((rc = fs_open_file(fs, path, &fd, &st, err)))
 		return rc;
-	fd = open(full, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return fs_err_read(err, errno, "open", path);
-	if (fstat(fd, &st) < 0) {
-		rc = fs_err(err, errno, "stat", path);
-		goto fail;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		rc = lup_error_set(err, LUP_EIO, path, "not a file: %s", path);
-		goto fail;
-	}
 	/* Past the end is fine: reads then return 0. */
 	if (offset > 0 && lseek(fd, (off_t)offset, SEEK_SET) < 0) {
 		rc = fs_err(err, errno, "seek", path);

@@ -283,6 +283,17 @@ int lup_store_write_link(lup_store *s, const char *repo, const lup_digest *d,
 	return rc;
 }
 
+/* The arguments of link and unlink: a valid repository name and a
+ * well-formed digest (into *d). */
+static int link_args(const char *repo, const char *digest, lup_digest *d,
+		     lup_error *err)
+{
+	if (!lup_repo_valid(repo))
+		return lup_error_set(err, LUP_ENAME_INVALID, NULL,
+				     "invalid repository name");
+	return lup_digest_parse(digest, d, err);
+}
+
 int lup_store_link(lup_store *s, const char *repo, const char *digest,
 		   lup_error *err)
 {
@@ -290,10 +301,7 @@ int lup_store_link(lup_store *s, const char *repo, const char *digest,
 	lup_stat st;
 	int rc;
 
-	if (!lup_repo_valid(repo))
-		return lup_error_set(err, LUP_ENAME_INVALID, NULL,
-				     "invalid repository name");
-	if ((rc = lup_digest_parse(digest, &d, err)) != 0)
+	if ((rc = link_args(repo, digest, &d, err)) != 0)
 		return rc;
 	if (d.alg != LUP_SHA256)
 		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
@@ -311,10 +319,7 @@ int lup_store_unlink(lup_store *s, const char *repo, const char *digest,
 	char path[LUP_PATH_BUF];
 	int rc;
 
-	if (!lup_repo_valid(repo))
-		return lup_error_set(err, LUP_ENAME_INVALID, NULL,
-				     "invalid repository name");
-	if ((rc = lup_digest_parse(digest, &d, err)) != 0)
+	if ((rc = link_args(repo, digest, &d, err)) != 0)
 		return rc;
 	lup_path_layer_link(path, repo, &d);
 	/* Remove the link's directory: the registry layout keeps one file

@@ -1,5 +1,7 @@
 -- helpers/util.lua: small shared test helpers (random bytes, temp dirs,
--- short sleeps).
+-- digests, file reading, the samples directory, short sleeps).
+local layerup = require "layerup"
+
 local util = {}
 
 -- n pseudo-random bytes from math.random, so math.randomseed makes a
@@ -49,6 +51,47 @@ end
 function util.rm_rf(dir)
 	assert(dir:match("^/[%w%._/%-]+$") and #dir > 5, "refusing to remove " .. dir)
 	os.execute("rm -rf '" .. dir .. "'")
+end
+
+-- The canonical digest of s ("alg:hex"), sha256 unless alg is given.
+function util.digest(s, alg)
+	local h = layerup.hasher(alg or "sha256")
+	h:update(s)
+	return h:digest()
+end
+
+-- The whole content of a file; raises when it cannot be read.
+function util.read_file(path)
+	local f = assert(io.open(path, "rb"))
+	local s = f:read("a")
+	f:close()
+	return s
+end
+
+-- The repository root as a path prefix ("" when this file was loaded by a
+-- relative path, so the specs' working directory is the root).
+local ROOT = debug.getinfo(1, "S").source:match("^@(.-)spec/helpers/util%.lua$") or ""
+
+-- The real registry's files (test vectors, see INDEX.md there):
+-- $LUP_SAMPLES when set, else ../shared/samples beside the repository,
+-- else the copy the repository carries in spec/fixtures/samples.  Returns
+-- the directory, or nil and the places tried.
+function util.samples_dir()
+	local candidates
+	local env = os.getenv("LUP_SAMPLES")
+	if env and env ~= "" then
+		candidates = { env }
+	else
+		candidates = { ROOT .. "../shared/samples", ROOT .. "spec/fixtures/samples" }
+	end
+	for _, dir in ipairs(candidates) do
+		local f = io.open(dir .. "/INDEX.md", "rb")
+		if f then
+			f:close()
+			return dir
+		end
+	end
+	return nil, table.concat(candidates, " or ")
 end
 
 -- Sleep for a fraction of a second (Lua has no portable sleep).
