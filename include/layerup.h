@@ -197,6 +197,18 @@ int64_t lup_upload_bytes_reread(const lup_upload *u);
 int lup_upload_write(lup_upload *u, const void *data, size_t n,
 		     lup_error *err);
 
+/* Append n bytes, hashing them on a worker thread after this returns, so
+ * that the caller can prepare the next buffer meanwhile (large writes only;
+ * small ones are hashed at once).  data must stay valid and unchanged until
+ * the next call on this upload (any call waits for the hash first) or
+ * lup_upload_drain.  Errors are those of lup_upload_write. */
+int lup_upload_write_async(lup_upload *u, const void *data, size_t n,
+			   lup_error *err);
+
+/* Wait until the last lup_upload_write_async's bytes are hashed; its
+ * buffer may be reused afterwards. */
+void lup_upload_drain(lup_upload *u);
+
 /* Append at offset, which must equal the current size (else
  * LUP_ERANGE_INVALID with err->offset = the current size). */
 int lup_upload_write_at(lup_upload *u, int64_t offset, const void *data,

@@ -60,34 +60,50 @@ fail_mu:
 	return NULL;
 }
 
-int lup_hashpipe_write(lup_hashpipe **pipe, lup_hash *h, lup_writer *w,
-		       const void *p, size_t n, lup_error *err)
+int lup_hashpipe_post(lup_hashpipe **pipe, lup_hash *h, const void *p,
+		      size_t n)
 {
 	lup_hashpipe *hp;
-	int rc;
 
-	if (n < PIPE_MIN || (!*pipe && !(*pipe = pipe_new()))) {
-		/* Inline (or no thread could be had): write, then hash. */
-		rc = w->write(w, p, n, err);
-		if (rc == 0)
-			lup_hash_update(h, p, n);
-		return rc;
-	}
+	if (n < PIPE_MIN || (!*pipe && !(*pipe = pipe_new())))
+		return -1;
 	hp = *pipe;
 	pthread_mutex_lock(&hp->mu);
+	while (hp->busy) /* one job at a time */
+		pthread_cond_wait(&hp->cv, &hp->mu);
 	hp->h = h;
 	hp->p = p;
 	hp->n = n;
 	hp->busy = 1;
 	pthread_cond_broadcast(&hp->cv);
 	pthread_mutex_unlock(&hp->mu);
+	return 0;
+}
 
-	rc = w->write(w, p, n, err);
-
+void lup_hashpipe_wait(lup_hashpipe *hp)
+{
+	if (!hp)
+		return;
 	pthread_mutex_lock(&hp->mu);
 	while (hp->busy)
 		pthread_cond_wait(&hp->cv, &hp->mu);
 	pthread_mutex_unlock(&hp->mu);
+}
+
+int lup_hashpipe_write(lup_hashpipe **pipe, lup_hash *h, lup_writer *w,
+		       const void *p, size_t n, lup_error *err)
+{
+	int rc;
+
+	if (lup_hashpipe_post(pipe, h, p, n) != 0) {
+		/* Inline: write, then hash. */
+		rc = w->write(w, p, n, err);
+		if (rc == 0)
+			lup_hash_update(h, p, n);
+		return rc;
+	}
+	rc = w->write(w, p, n, err);
+	lup_hashpipe_wait(*pipe);
 	return rc;
 }
 
@@ -97,6 +113,7 @@ void lup_hashpipe_free(lup_hashpipe **pipe)
 
 	if (!hp)
 		return;
+	lup_hashpipe_wait(hp);
 	pthread_mutex_lock(&hp->mu);
 	hp->quit = 1;
 	pthread_cond_broadcast(&hp->cv);

@@ -21,6 +21,16 @@ typedef struct lup_hashpipe lup_hashpipe;
 int lup_hashpipe_write(lup_hashpipe **pipe, lup_hash *h, lup_writer *w,
 		       const void *p, size_t n, lup_error *err);
 
+/* Start hashing p[0, n) into h on the worker and return at once; p and h
+ * must stay untouched until lup_hashpipe_wait.  Returns 0 when posted, -1
+ * when the write is too small to be worth it or no thread could be had
+ * (the caller then hashes inline). */
+int lup_hashpipe_post(lup_hashpipe **pipe, lup_hash *h, const void *p,
+		      size_t n);
+
+/* Wait for a posted hash to finish (returns at once if none). */
+void lup_hashpipe_wait(lup_hashpipe *pipe);
+
 /* Join and free the worker; *pipe becomes NULL.  NULL is accepted. */
 void lup_hashpipe_free(lup_hashpipe **pipe);
 

@@ -3,6 +3,10 @@
  *
  * The userdata holds the C upload; user value 1 is the store userdata, which
  * keeps the store (and its policy functions) alive as long as the upload.
+ * User value 2 anchors the string of the last write: large writes are hashed
+ * on a worker thread after write() returns (lup_upload_write_async), while
+ * the script reads its next chunk, so the bytes must stay alive until the
+ * next call, which waits for the hash.
  * close and __close share one idempotent close (liolib's pattern); __gc also
  * frees the handle.  Every other method on a closed or finished upload raises.
  */
@@ -23,7 +27,7 @@ void lup_lua_push_upload(lua_State *L, lup_upload *u, int store_idx)
 	lua_upload *lu;
 
 	store_idx = lua_absindex(L, store_idx);
-	lu = lup_newuserdata(L, sizeof(*lu), 1);
+	lu = lup_newuserdata(L, sizeof(*lu), 2);
 	lu->u = u;
 	luaL_setmetatable(L, UPLOAD_CLASS);
 	lua_pushvalue(L, store_idx);
@@ -91,17 +95,27 @@ static int push_size_or_fail(lua_State *L, lua_upload *lu, int rc,
 	return 1;
 }
 
+/* Write the string at idx asynchronously and anchor it (user value 2). */
+static int write_anchored(lua_State *L, lua_upload *lu, lup_lua_policy *pol,
+			  int idx)
+{
+	size_t n;
+	const char *p = luaL_checklstring(L, idx, &n);
+	lup_error err;
+	int rc;
+
+	WITH_POLICY(pol, L, lup_upload_write_async(lu->u, p, n, &err));
+	lua_pushvalue(L, idx);
+	lup_setuservalue(L, 1, 2);
+	return push_size_or_fail(L, lu, rc, &err);
+}
+
 static int upload_write(lua_State *L)
 {
 	lup_lua_policy *pol;
 	lua_upload *lu = check_open(L, &pol);
-	size_t n;
-	const char *p = luaL_checklstring(L, 2, &n);
-	lup_error err;
-	int rc;
 
-	WITH_POLICY(pol, L, lup_upload_write(lu->u, p, n, &err));
-	return push_size_or_fail(L, lu, rc, &err);
+	return write_anchored(L, lu, pol, 2);
 }
 
 static int upload_write_at(lua_State *L)
@@ -109,12 +123,14 @@ static int upload_write_at(lua_State *L)
 	lup_lua_policy *pol;
 	lua_upload *lu = check_open(L, &pol);
 	lua_Integer off = luaL_checkinteger(L, 2);
-	size_t n;
-	const char *p = luaL_checklstring(L, 3, &n);
 	lup_error err;
 	int rc;
 
-	WITH_POLICY(pol, L, lup_upload_write_at(lu->u, (int64_t)off, p, n, &err));
+	luaL_checkstring(L, 3);
+	if ((int64_t)off == lup_upload_size(lu->u))
+		return write_anchored(L, lu, pol, 3);
+	/* The wrong offset: let the core say RANGE_INVALID. */
+	WITH_POLICY(pol, L, lup_upload_write_at(lu->u, (int64_t)off, "", 0, &err));
 	return push_size_or_fail(L, lu, rc, &err);
 }
 
@@ -131,19 +147,27 @@ static int upload_read_from(lua_State *L)
 
 	luaL_argcheck(L, chunk > 0, 3, "chunk size must be positive");
 	if (fh) {
-		char *buf;
+		/* Two buffers: the worker hashes one while the other is filled
+		 * from the file and written. */
+		char *buf[2];
+		int k = 0;
 
 		if (!fh->f || !fh->closef)
 			return luaL_error(L, "attempt to use a closed file");
-		if (!(buf = malloc((size_t)chunk))) {
+		buf[0] = malloc((size_t)chunk);
+		buf[1] = malloc((size_t)chunk);
+		if (!buf[0] || !buf[1]) {
+			free(buf[0]);
+			free(buf[1]);
 			lup_error_set(&err, LUP_EIO, NULL, "out of memory");
 			return lup_lua_fail(L, &err);
 		}
-		for (;;) {
-			size_t n = fread(buf, 1, (size_t)chunk, fh->f);
+		for (;; k ^= 1) {
+			size_t n = fread(buf[k], 1, (size_t)chunk, fh->f);
 
 			if (n > 0) {
-				WITH_POLICY(pol, L, lup_upload_write(lu->u, buf, n, &err));
+				WITH_POLICY(pol, L,
+					    lup_upload_write_async(lu->u, buf[k], n, &err));
 				if (rc != 0)
 					break;
 				total += (lua_Integer)n;
@@ -155,7 +179,9 @@ static int upload_read_from(lua_State *L)
 				break;
 			}
 		}
-		free(buf);
+		lup_upload_drain(lu->u); /* before the buffers go */
+		free(buf[0]);
+		free(buf[1]);
 	} else {
 		luaL_checktype(L, 2, LUA_TFUNCTION);
 		for (;;) {

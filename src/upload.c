@@ -44,6 +44,7 @@ struct lup_upload {
 	int64_t saved;  /* offset of a state known to be on storage, -1: none */
 	int64_t reread; /* upload bytes re-read to rebuild/check the hash */
 	lup_hashpipe *pipe;
+	int hashing;    /* the worker is still hashing the last async write */
 	char dir[LUP_PATH_BUF];
 	char data[LUP_PATH_BUF];
 	char hsdir[LUP_PATH_BUF];
@@ -55,6 +56,21 @@ int64_t lup_upload_started_at(const lup_upload *u) { return u->started_at; }
 int64_t lup_upload_size(const lup_upload *u) { return u->size; }
 int64_t lup_upload_bytes_reread(const lup_upload *u) { return u->reread; }
 int lup_upload_is_open(const lup_upload *u) { return u->state == U_OPEN; }
+
+/* Wait until the worker has hashed the last asynchronous write, so that
+ * u->hash covers [0, size) again. */
+static void drain(lup_upload *u)
+{
+	if (u->hashing) {
+		lup_hashpipe_wait(u->pipe);
+		u->hashing = 0;
+	}
+}
+
+void lup_upload_drain(lup_upload *u)
+{
+	drain(u);
+}
 
 static int check_repo(const char *repo, lup_error *err)
 {
@@ -441,13 +457,47 @@ static int check_open(lup_upload *u, lup_error *err)
 }
 
 /* Append p[0, n) to data and hash: each attempt continues where the file
- * ended, so a retried transient failure neither loses nor doubles bytes. */
-static int append(lup_upload *u, const unsigned char *p, size_t n,
+ * ended, so a retried transient failure neither loses nor doubles bytes.
+ * async: the data is written here and hashed on the worker afterwards (p
+ * must stay valid until the next call); otherwise both overlap and finish
+ * before returning. */
+static int append(lup_upload *u, const unsigned char *p, size_t n, int async,
 		  lup_error *err)
 {
 	int rc = 0;
 
-	for (int attempt = 1; n > 0; attempt++) {
+	if (async && n > 0) {
+		/* Write while the worker may still hash the previous buffer,
+		 * then queue this one behind it. */
+		rc = u->w->write(u->w, p, n, err);
+		drain(u);
+		if (rc == 0) {
+			if (lup_hashpipe_post(&u->pipe, &u->hash, p, n) == 0)
+				u->hashing = 1;
+			else
+				lup_hash_update(&u->hash, p, n);
+			u->size += (int64_t)n;
+			return 0;
+		}
+		/* Nothing of this buffer is hashed yet: handle the failure
+		 * (and any retry) the synchronous way below. */
+		int64_t now = u->w->size(u->w);
+
+		if (now < u->size || now > u->size + (int64_t)n) {
+			u->hash_ok = 0;
+			u->chain = 0;
+			u->size = now < 0 ? u->size : now;
+			return rc;
+		}
+		lup_hash_update(&u->hash, p, (size_t)(now - u->size));
+		p += now - u->size;
+		n -= (size_t)(now - u->size);
+		u->size = now;
+		if (!lup_store_should_retry(u->store, 1, err, "driver.write"))
+			return rc;
+	}
+	drain(u);
+	for (int attempt = async ? 2 : 1; n > 0; attempt++) {
 		int64_t before = u->size, now;
 		lup_hash snapshot = u->hash;
 
@@ -476,7 +526,8 @@ static int append(lup_upload *u, const unsigned char *p, size_t n,
 	return rc;
 }
 
-int lup_upload_write(lup_upload *u, const void *data, size_t n, lup_error *err)
+static int write_common(lup_upload *u, const void *data, size_t n, int async,
+			lup_error *err)
 {
 	int rc;
 
@@ -486,7 +537,18 @@ int lup_upload_write(lup_upload *u, const void *data, size_t n, lup_error *err)
 		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
 				     "upload would exceed the size limit of %" PRId64
 				     " bytes", u->store->max_size);
-	return append(u, data, n, err);
+	return append(u, data, n, async, err);
+}
+
+int lup_upload_write(lup_upload *u, const void *data, size_t n, lup_error *err)
+{
+	return write_common(u, data, n, 0, err);
+}
+
+int lup_upload_write_async(lup_upload *u, const void *data, size_t n,
+			   lup_error *err)
+{
+	return write_common(u, data, n, 1, err);
 }
 
 int lup_upload_write_at(lup_upload *u, int64_t offset, const void *data,
@@ -543,6 +605,7 @@ int lup_upload_close(lup_upload *u, lup_error *err)
 
 	if (u->state != U_OPEN)
 		return 0;
+	drain(u);
 	if (u->w) {
 		rc = u->w->commit(u->w, err);
 		int rc2 = u->w->close(u->w, rc ? NULL : err);
@@ -756,6 +819,7 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 		return lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, NULL,
 				     "upload %s is %s", u->uuid,
 				     u->state == U_CLOSED ? "closed" : "finished");
+	drain(u);
 	if ((rc = lup_digest_parse(digest, &want, err)) != 0)
 		goto fail;
 	if (size >= 0 && size != u->size) {
@@ -850,6 +914,7 @@ int lup_upload_cancel(lup_upload *u, lup_error *err)
 
 	if (u->state == U_DONE)
 		return 0;
+	drain(u);
 	if (u->state == U_CLOSED) {
 		/* Someone else may have resumed it since: take the lock. */
 		lup_stat st;
@@ -879,6 +944,7 @@ void lup_upload_free(lup_upload *u)
 {
 	if (!u)
 		return;
+	drain(u);
 	if (u->state == U_OPEN)
 		lup_upload_close(u, NULL);
 	if (u->w)
