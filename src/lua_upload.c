@@ -219,6 +219,14 @@ static int upload_read_from(lua_State *L)
 	return 1;
 }
 
+/* Drop the anchored string of the last write: the call that just returned
+ * waited for its hash. */
+static void release_anchor(lua_State *L)
+{
+	lua_pushnil(L);
+	lup_setuservalue(L, 1, 2);
+}
+
 static int upload_finish(lua_State *L)
 {
 	lup_lua_policy *pol;
@@ -239,6 +247,7 @@ static int upload_finish(lua_State *L)
 		lua_pop(L, 1);
 	}
 	WITH_POLICY(pol, L, lup_upload_finish(lu->u, digest, (int64_t)size, &b, &err));
+	release_anchor(L);
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
 	lua_createtable(L, 0, 2);
@@ -261,6 +270,7 @@ static int upload_cancel(lua_State *L)
 		return 1;
 	}
 	WITH_POLICY(pol, L, lup_upload_cancel(lu->u, &err));
+	release_anchor(L);
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
 	lua_pushboolean(L, 1);
@@ -276,6 +286,7 @@ static int upload_close(lua_State *L)
 
 	if (lu->u && lup_upload_is_open(lu->u))
 		WITH_POLICY(pol, L, lup_upload_close(lu->u, &err));
+	release_anchor(L);
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
 	lua_pushboolean(L, 1);

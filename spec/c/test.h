@@ -12,6 +12,8 @@
 #define LUP_TEST_H
 
 #include <inttypes.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -51,19 +53,37 @@ static int test_failures_;
 
 #define TEST(name) static void name(void)
 
+/* Print the TAP line of the test that just ran; prefix (may be "") goes
+ * before the name, e.g. the driver a table of tests runs on. */
+static inline void test_report(const char *prefix, const char *name)
+{
+	test_count_++;
+	if (test_failed_checks_)
+		test_failures_++;
+	printf("%s %d - %s%s%s\n", test_failed_checks_ ? "not ok" : "ok",
+	       test_count_, prefix, *prefix ? " " : "", name);
+	fflush(stdout);
+}
+
 #define RUN(name)                                                          \
 	do {                                                               \
 		test_failed_checks_ = 0;                                   \
 		name();                                                    \
-		test_count_++;                                             \
-		if (test_failed_checks_) {                                 \
-			test_failures_++;                                  \
-			printf("not ok %d - %s\n", test_count_, #name);    \
-		} else {                                                   \
-			printf("ok %d - %s\n", test_count_, #name);        \
-		}                                                          \
-		fflush(stdout);                                            \
+		test_report("", #name);                                    \
 	} while (0)
+
+/* Deterministic pseudo-random bytes (xorshift32) for test data. */
+static inline void test_fill(unsigned char *p, size_t n, uint32_t seed)
+{
+	uint32_t x = seed * 2654435761u + 1;
+
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		p[i] = (unsigned char)x;
+	}
+}
 
 static inline int test_done(void)
 {

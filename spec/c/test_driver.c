@@ -42,15 +42,7 @@ static void clear_store(void);
 			clear_store();                                     \
 		}                                                          \
 		lup_strlist_free(&l_);                                     \
-		test_count_++;                                             \
-		if (test_failed_checks_) {                                 \
-			test_failures_++;                                  \
-			printf("not ok %d - %s %s\n", test_count_, DN,     \
-			       #name);                                     \
-		} else {                                                   \
-			printf("ok %d - %s %s\n", test_count_, DN, #name); \
-		}                                                          \
-		fflush(stdout);                                            \
+		test_report(DN, #name);                                    \
 	} while (0)
 
 static void clear_store(void)
@@ -73,18 +65,6 @@ static void clear_store(void)
 		      strncmp((err).message + n_, ": ", 2) == 0);          \
 		CHECK(strstr((err).message + n_ + 2, DN) == NULL);         \
 	} while (0)
-
-static void fill(unsigned char *p, size_t n, unsigned seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (unsigned char)x;
-	}
-}
 
 static int put(const char *path, const void *data, size_t n)
 {
@@ -186,7 +166,7 @@ TEST(valid_paths)
 				 : strlen(paths[i]);
 
 		CHECK(lup_path_valid(paths[i]));
-		fill(data, sizeof(data), (unsigned)i);
+		test_fill(data, sizeof(data), (unsigned)i);
 		CHECK_EQ_INT(put(paths[i], data, sizeof(data)), 0);
 		CHECK(has(paths[i], data, sizeof(data)));
 		memcpy(first, paths[i], n);
@@ -280,10 +260,10 @@ TEST(write_read)
 	}
 	CHECK(data != NULL);
 	if (data) {
-		fill(data, 32, 3);
+		test_fill(data, 32, 3);
 		CHECK_EQ_INT(put("/wr/file", data, 32), 0);
 		CHECK(has("/wr/file", data, 32));
-		fill(data, big, 4);
+		test_fill(data, big, 4);
 		CHECK_EQ_INT(put("/wr/file", data, big), 0);
 		CHECK(has("/wr/file", data, big));
 		/* Truncation: a shorter put replaces everything. */
@@ -363,7 +343,7 @@ TEST(write_read_streams)
 	stream_roundtrip((const unsigned char *)"", 0, 1);
 	CHECK(data != NULL);
 	if (data) {
-		fill(data, big, 9);
+		test_fill(data, big, 9);
 		stream_roundtrip(data, 32, 32);
 		stream_roundtrip(data, big, 65536);
 		stream_roundtrip(data, 10000, 7);
@@ -403,7 +383,7 @@ TEST(reader_offsets)
 	char want[128];
 	int rc;
 
-	fill(data, sizeof(data), 5);
+	test_fill(data, sizeof(data), 5);
 	CHECK_EQ_INT(put("/ro/x", data, sizeof(data)), 0);
 	check_reader_at("/ro/x", data, 96, 0);
 	check_reader_at("/ro/x", data, 96, 32);
@@ -456,8 +436,8 @@ TEST(reader_snapshot)
 
 	/* A reader keeps reading what it opened even when the file is
 	 * replaced or removed meanwhile. */
-	fill(a, sizeof(a), 1);
-	fill(b, sizeof(b), 2);
+	test_fill(a, sizeof(a), 1);
+	test_fill(b, sizeof(b), 2);
 	CHECK_EQ_INT(put("/snap/f", a, sizeof(a)), 0);
 	CHECK_EQ_INT(lup_driver_reader(D, "/snap/f", 10, &r, &err), 0);
 	CHECK_EQ_INT(put("/snap/f", b, sizeof(b)), 0);
@@ -489,7 +469,7 @@ TEST(writer_append)
 	lup_stat st;
 	lup_error err;
 
-	fill(data, sizeof(data), 6);
+	test_fill(data, sizeof(data), 6);
 	CHECK_EQ_INT(lup_driver_writer(D, "/ap/f", 0, &w, &err), 0);
 	if (!w)
 		return;
@@ -668,8 +648,8 @@ TEST(move)
 	lup_error err;
 	int rc;
 
-	fill(a, sizeof(a), 7);
-	fill(b, sizeof(b), 8);
+	test_fill(a, sizeof(a), 7);
+	test_fill(b, sizeof(b), 8);
 	CHECK_EQ_INT(put("/mv/src", b, sizeof(b)), 0);
 	CHECK_EQ_INT(lup_driver_move(D, "/mv/src", "/mv/deep/er/dst", &err),
 		     0);
@@ -802,7 +782,7 @@ TEST(stat_call)
 	CHECK_ERR(rc, err, LUP_EPATH_NOT_FOUND);
 	CHECK_EQ_STR(err.path, "/sc/missing");
 
-	fill(data, sizeof(data), 11);
+	test_fill(data, sizeof(data), 11);
 	CHECK_EQ_INT(put("/sc/dir/file", data, sizeof(data)), 0);
 	CHECK_EQ_INT(lup_driver_stat(D, "/sc/dir/file", &st, &err), 0);
 	CHECK_EQ_INT(st.size, 4096);
@@ -880,7 +860,7 @@ static void *hammer_run(void *arg)
 		size_t n = (size_t)(i * 61 % 3000);
 
 		snprintf(path, sizeof(path), "/ham/t%d/f%d", h->id, i % 5);
-		fill(data, n, (unsigned)(h->id * 100 + i));
+		test_fill(data, n, (unsigned)(h->id * 100 + i));
 		if (lup_driver_put_content(D, path, data, n, NULL) != 0 ||
 		    lup_driver_reader(D, path, 0, &r, NULL) != 0) {
 			h->failures++;

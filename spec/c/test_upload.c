@@ -24,29 +24,8 @@ static const char *DN; /* its name */
 	do {                                                               \
 		test_failed_checks_ = 0;                                   \
 		name();                                                    \
-		test_count_++;                                             \
-		if (test_failed_checks_) {                                 \
-			test_failures_++;                                  \
-			printf("not ok %d - %s %s\n", test_count_, DN,     \
-			       #name);                                     \
-		} else {                                                   \
-			printf("ok %d - %s %s\n", test_count_, DN, #name); \
-		}                                                          \
-		fflush(stdout);                                            \
+		test_report(DN, #name);                                    \
 	} while (0)
-
-/* Deterministic pseudo-random bytes. */
-static void fill(unsigned char *p, size_t n, uint32_t seed)
-{
-	uint32_t x = seed * 2654435761u + 1;
-
-	for (size_t i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (unsigned char)x;
-	}
-}
 
 static void sha256_str(const void *p, size_t n, char out[80])
 {
@@ -130,7 +109,7 @@ TEST(start_write_close_resume_finish)
 
 	if (!s)
 		return;
-	fill(data, sizeof(data), 1);
+	test_fill(data, sizeof(data), 1);
 	sha256_str(data, sizeof(data), digest);
 	CHECK_EQ_INT(lup_upload_start(&u, s, "foo/bar", &err), 0);
 	if (!u)
@@ -291,7 +270,7 @@ TEST(wrong_digest_then_right_or_cancel)
 
 	if (!s)
 		return;
-	fill(data, sizeof(data), 2);
+	test_fill(data, sizeof(data), 2);
 	sha256_str(data, sizeof(data), good);
 	sha256_str(data, sizeof(data) - 1, bad);
 	CHECK_EQ_INT(lup_upload_start(&u, s, "w", &err), 0);
@@ -335,7 +314,7 @@ TEST(resume_rehash_without_state)
 
 	if (!s)
 		return;
-	fill(data, sizeof(data), 3);
+	test_fill(data, sizeof(data), 3);
 	sha256_str(data, sizeof(data), digest);
 	CHECK_EQ_INT(lup_upload_start(&u, s, "re", &err), 0);
 	if (!u)
@@ -631,7 +610,7 @@ static void *work(void *arg)
 		lup_blob_info info;
 		size_t n = 1000 + (size_t)i * 2500 + (size_t)w->id * 7;
 
-		fill(data, n, (uint32_t)(w->id * 1000 + i));
+		test_fill(data, n, (uint32_t)(w->id * 1000 + i));
 		sha256_str(data, n, digest);
 		if (lup_upload_start(&u, w->store, repo, &err) != 0)
 			goto fail;
@@ -677,7 +656,7 @@ TEST(async_writes_reuse_buffers)
 	CHECK(all && buf[0] && buf[1] && s);
 	if (!all || !buf[0] || !buf[1] || !s)
 		goto out;
-	fill(all, (size_t)CHUNK * COUNT, 77);
+	test_fill(all, (size_t)CHUNK * COUNT, 77);
 	sha256_str(all, (size_t)CHUNK * COUNT, digest);
 	CHECK_EQ_INT(lup_upload_start(&u, s, "async/c", &err), 0);
 	if (!u)
