@@ -493,6 +493,8 @@ static int append(lup_upload *u, const unsigned char *p, size_t n, int async,
 		p += now - u->size;
 		n -= (size_t)(now - u->size);
 		u->size = now;
+		if (n == 0)
+			return 0; /* every byte arrived after all */
 		if (!lup_store_should_retry(u->store, 1, err, "driver.write"))
 			return rc;
 	}
@@ -520,6 +522,8 @@ static int append(lup_upload *u, const unsigned char *p, size_t n, int async,
 		u->size = now;
 		p += now - before;
 		n -= (size_t)(now - before);
+		if (n == 0)
+			return 0; /* every byte arrived after all */
 		if (!lup_store_should_retry(u->store, attempt, err, "driver.write"))
 			return rc;
 	}
