@@ -1,0 +1,266 @@
+/*
+ * finish.c - completing an upload: check the digest syntax and size, wait
+ * for the data to be visible (retry policy), verify the digest from the
+ * running hash (re-hashing the data only when that hash cannot be trusted
+ * on its own), move the data into blobs/ unless the blob exists, write the
+ * links the policy chooses and remove the upload directory.  Any failure
+ * leaves the upload as it was.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "upload.h"
+
+/* Wait until the driver shows data at the expected size (eventually
+ * consistent backends), consulting the retry policy. */
+static int validate_data(lup_upload *u, lup_error *err)
+{
+	for (int attempt = 1;; attempt++) {
+		lup_stat st;
+		int rc = lup_s_stat(u->store, u->data, &st, err);
+
+		if (rc == 0 && !st.is_dir && st.size == u->size)
+			return 0;
+		if (rc == 0 || rc == LUP_EPATH_NOT_FOUND)
+			rc = lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, u->data,
+					   rc ? "upload data not visible yet"
+					      : "upload data size %" PRId64
+						" does not match %" PRId64 " written",
+					   rc ? 0 : st.size, u->size);
+		if (rc == LUP_EBLOB_UPLOAD_INVALID && u->store->policy.retry) {
+			double delay = 0;
+			lup_store *s = u->store;
+
+			if (s->policy.retry(attempt, err, "finish.validate", &delay,
+					    s->policy.payload)) {
+				lup_field f[] = { lup_fi("attempt", attempt),
+						  lup_fn("delay", delay),
+						  lup_fs("code", lup_error_name(rc)),
+						  lup_fs("message", err ? err->message : "") };
+				lup_upload_log(u, "finish.retry", f, 4);
+				if (s->policy.sleep)
+					s->policy.sleep(delay, s->policy.payload);
+				else
+					lup_sleep(delay);
+				continue;
+			}
+		}
+		return rc;
+	}
+}
+
+struct link_sink {
+	lup_upload *u;
+	const lup_digest *canon;
+	struct {
+		char repo[LUP_REPO_MAX + 1];
+		lup_digest d;
+	} items[16];
+	size_t count;
+	int rc;
+	lup_error *err;
+};
+
+static int add_link(void *sinkp, const char *repo, const char *digest)
+{
+	struct link_sink *sink = sinkp;
+
+	if (sink->rc)
+		return sink->rc;
+	if (!lup_repo_valid(repo))
+		return sink->rc = lup_error_set(sink->err, LUP_ENAME_INVALID, NULL,
+						"link policy named an invalid "
+						"repository: \"%.300s\"", repo);
+	if (sink->count == 16)
+		return sink->rc = lup_error_set(sink->err, LUP_EIO, NULL,
+						"link policy returned more than "
+						"16 links");
+	if (lup_digest_parse(digest, &sink->items[sink->count].d, sink->err) != 0)
+		return sink->rc = LUP_EDIGEST_INVALID;
+	snprintf(sink->items[sink->count].repo, LUP_REPO_MAX + 1, "%s", repo);
+	sink->count++;
+	return 0;
+}
+
+/* Ask the link policy (or the default rule) which links to write. */
+static int choose_links(lup_upload *u, const lup_digest *canon,
+			const lup_digest *requested, struct link_sink *sink,
+			lup_error *err)
+{
+	lup_store *s = u->store;
+
+	memset(sink, 0, sizeof(*sink));
+	sink->u = u;
+	sink->canon = canon;
+	sink->err = err;
+	if (s->policy.link) {
+		lup_link_ctx ctx = { u->repo, u->uuid, canon->str, requested->str,
+				     u->size };
+		int rc;
+
+		lup_error_clear(err);
+		rc = s->policy.link(&ctx, add_link, sink, err, s->policy.payload);
+		if (rc == 0)
+			rc = sink->rc;
+		return rc;
+	}
+	add_link(sink, u->repo, canon->str);
+	if (strcmp(requested->str, canon->str) != 0)
+		add_link(sink, u->repo, requested->str);
+	return sink->rc;
+}
+
+/* Compute (or re-compute from the data) the digests to compare. */
+static int verify(lup_upload *u, const lup_digest *want, lup_digest *canon,
+		  lup_error *err)
+{
+	lup_hash full, other;
+	lup_digest got;
+	int rc;
+
+	if (want->alg == LUP_SHA256 && u->hash_ok) {
+		lup_digest_from_hash(&u->hash, canon);
+		if (strcmp(canon->hex, want->hex) == 0)
+			return 0;
+		if (u->chain)
+			goto mismatch;
+	}
+	/* Another algorithm, no usable hash, or a mismatch on a restored
+	 * hash: one pass over the data computes everything. */
+	lup_hash_init(&full, LUP_SHA256);
+	lup_hash_init(&other, want->alg);
+	rc = lup_upload_rehash(u, &full, want->alg == LUP_SHA256 ? NULL : &other,
+			       0, u->size, err);
+	if (rc)
+		return rc;
+	u->hash = full;
+	u->hash_ok = 1;
+	u->chain = 1;
+	lup_digest_from_hash(&full, canon);
+	lup_digest_from_hash(want->alg == LUP_SHA256 ? &full : &other, &got);
+	if (strcmp(got.hex, want->hex) == 0)
+		return 0;
+mismatch:
+	return lup_error_set(err, LUP_EDIGEST_INVALID, NULL,
+			     "content does not match digest %s (got %s)",
+			     want->str, canon->str);
+}
+
+/* The data already went to blobs/ in an earlier finish whose later steps
+ * failed: carry on from there. */
+static int already_moved(lup_upload *u, const char *blob)
+{
+	lup_stat st;
+
+	return u->hash_ok && lup_s_stat(u->store, u->data, &st, NULL) ==
+		LUP_EPATH_NOT_FOUND &&
+	       lup_s_stat(u->store, blob, &st, NULL) == 0 && st.size == u->size;
+}
+
+int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
+		      lup_blob_info *out, lup_error *err)
+{
+	lup_store *s = u->store;
+	lup_digest want, canon;
+	struct link_sink links;
+	char blob[LUP_PATH_BUF];
+	double t0 = lup_monotonic_ms();
+	int64_t reread0 = u->reread;
+	int rc, dedup = 0;
+	lup_stat st;
+
+	if (u->state != U_OPEN)
+		return lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, NULL,
+				     "upload %s is %s", u->uuid,
+				     u->state == U_CLOSED ? "closed" : "finished");
+	lup_upload_wait_hash(u);
+	if ((rc = lup_digest_parse(digest, &want, err)) != 0)
+		goto fail;
+	if (size >= 0 && size != u->size) {
+		rc = lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				   "size %" PRId64 " given, %" PRId64 " uploaded",
+				   size, u->size);
+		goto fail;
+	}
+	if (u->hash_ok) {
+		lup_digest_from_hash(&u->hash, &canon);
+		lup_path_blob_data(blob, &canon);
+	}
+	if (u->hash_ok && !u->w && already_moved(u, blob)) {
+		if (want.alg == LUP_SHA256 && strcmp(want.hex, canon.hex) != 0) {
+			rc = lup_error_set(err, LUP_EDIGEST_INVALID, NULL,
+					   "content does not match digest %s",
+					   want.str);
+			goto fail;
+		}
+		goto link;
+	}
+	/* Commit and let go of the data file: a committed writer takes no
+	 * more bytes, and if finish fails the next write reopens it. */
+	if (u->w) {
+		rc = u->w->commit(u->w, err);
+		int rc2 = u->w->close(u->w, rc ? NULL : err);
+		u->w = NULL;
+		lup_hashpipe_free(&u->pipe);
+		if (rc || (rc = rc2))
+			goto fail;
+	}
+	if ((rc = validate_data(u, err)) != 0 || (rc = verify(u, &want, &canon, err)))
+		goto fail;
+	lup_path_blob_data(blob, &canon);
+	if ((rc = choose_links(u, &canon, &want, &links, err)) != 0)
+		goto fail;
+	/* Move the verified data into content-addressed storage unless the
+	 * blob is already there. */
+	rc = lup_s_stat(s, blob, &st, err);
+	if (rc == 0) {
+		lup_field f[] = { lup_fs("digest", canon.str), lup_fi("size", st.size) };
+
+		dedup = 1;
+		lup_store_log(s, "blob.dedup", f, 2);
+	} else if (rc == LUP_EPATH_NOT_FOUND) {
+		if ((rc = lup_s_move(s, u->data, blob, err)) != 0)
+			goto fail;
+	} else {
+		goto fail;
+	}
+	goto write_links;
+link:
+	if ((rc = choose_links(u, &canon, &want, &links, err)) != 0)
+		goto fail;
+write_links:
+	for (size_t i = 0; i < links.count; i++)
+		if ((rc = lup_store_write_link(s, links.items[i].repo,
+					       &links.items[i].d, &canon, err)))
+			goto fail;
+	if (lup_s_delete(s, u->dir, NULL) != 0) {
+		lup_field f[] = { lup_fs("path", u->dir) };
+		lup_upload_log(u, "upload.cleanup_failed", f, 1);
+	}
+	lup_upload_release_lock(u);
+	u->state = U_DONE;
+	if (out) {
+		snprintf(out->digest, sizeof(out->digest), "%s", canon.str);
+		out->size = u->size;
+	}
+	{
+		lup_field f[] = { lup_fs("digest", canon.str),
+				  lup_fs("requested", want.str),
+				  lup_fi("size", u->size),
+				  lup_fi("bytes_reread", u->reread - reread0),
+				  lup_fn("duration_ms", lup_monotonic_ms() - t0),
+				  lup_fb("dedup", dedup) };
+		lup_upload_log(u, "upload.finish", f, 6);
+	}
+	return 0;
+fail:
+	{
+		lup_field f[] = { lup_fs("code", lup_error_name(rc)),
+				  lup_fs("message", err ? err->message : "") };
+		lup_upload_log(u, "upload.finish_failed", f, 2);
+	}
+	return rc;
+}
+

@@ -1,0 +1,60 @@
+/*
+ * upload.h - the upload handle, shared by the files that implement it:
+ * upload.c (lifecycle and writes), hashstate.c (restoring and saving the
+ * resumable hash), finish.c (verification, move, links).
+ */
+#ifndef LUP_UPLOAD_H
+#define LUP_UPLOAD_H
+
+#include "hashpipe.h"
+#include "store.h"
+
+enum { U_OPEN, U_CLOSED, U_DONE };
+
+struct lup_upload {
+	lup_store *store;
+	char repo[LUP_REPO_MAX + 1];
+	char uuid[37];
+	int64_t started_at;
+	int state;
+	lup_writer *w;  /* NULL until needed again after a failed finish */
+	void *lock;     /* driver lock token */
+	lup_hash hash;  /* sha256 of data[0, size) when hash_ok */
+	int hash_ok;
+	int chain;      /* hash computed from byte 0 in this process */
+	int64_t size;
+	int64_t saved;  /* offset of a state known to be on storage, -1: none */
+	int64_t reread; /* upload bytes re-read to rebuild/check the hash */
+	lup_hashpipe *pipe;
+	int hashing;    /* the worker is still hashing the last async write */
+	char dir[LUP_PATH_BUF];
+	char data[LUP_PATH_BUF];
+	char hsdir[LUP_PATH_BUF];
+};
+
+/* Emit event with repo and uuid first, then the extra fields. */
+void lup_upload_log(lup_upload *u, const char *event, lup_field *extra,
+		    size_t n);
+
+/* Wait for the background hash of the last asynchronous write. */
+void lup_upload_wait_hash(lup_upload *u);
+
+/* LUP_EBLOB_UPLOAD_INVALID unless open; reopens the data writer if a failed
+ * finish let go of it. */
+int lup_upload_check_open(lup_upload *u, lup_error *err);
+
+int lup_upload_open_writer(lup_upload *u, int append, lup_error *err);
+void lup_upload_release_lock(lup_upload *u);
+
+/* Feed data[from, to) into h (and h2 unless NULL), counting re-read bytes;
+ * BLOB_UPLOAD_INVALID if the data ends early. */
+int lup_upload_rehash(lup_upload *u, lup_hash *h, lup_hash *h2, int64_t from,
+		      int64_t to, lup_error *err);
+
+/* hashstate.c: rebuild u->hash for data[0, size) from the stored states
+ * (*how: "exact", "gap" or "none"), and save the state at the current size
+ * dropping all others. */
+void lup_hashstate_restore(lup_upload *u, const char **how);
+int lup_hashstate_save(lup_upload *u, lup_error *err);
+
+#endif
