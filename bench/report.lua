@@ -103,12 +103,14 @@ local WORKLOADS = {
 	  ratios = { { "mb_per_s", "limits", "openssl-sha256", "of openssl" },
 		{ "mb_per_s", "limits", "dd-bs8M", "of dd" } } },
 	{ id = "chunked", title = "3. Chunked upload (64 MiB chunks, close/resume between; then finish)",
-	  text = "layerup: start+close, then per chunk resume + 8 x 8 MiB write + close, then resume + finish, one "
-		.. "process, store kept open (as a server would). registry: curl POST, one PATCH per chunk "
+	  text = "layerup: start+close, then per chunk resume + upload:read_from(file, 8 MiB, 64 MiB) (8 MiB "
+		.. "writes, the way a server streams a PATCH body of known length) + close, then resume + finish, one "
+		.. "process, store kept open (as a server would); layerup-write: the same with each 8 MiB read by "
+		.. "f:read into a Lua string and passed to upload:write. registry: curl POST, one PATCH per chunk "
 		.. "(`--data-binary @chunk`, Content-Type application/octet-stream), PUT ?digest=; each request is "
 		.. "one curl process. The 2.8 filesystem driver fsyncs the data on every PATCH and PUT; layerup-fsync "
 		.. "is the like-for-like contender. CPU s/GiB: user+system time of the registry process.",
-	  contenders = { "layerup", "layerup-fsync", "registry" },
+	  contenders = { "layerup", "layerup-write", "layerup-fsync", "registry" },
 	  metrics = { { "mb_per_s", "MB/s" }, { "seconds", "s" }, { "cpu_user_s", "CPU user s" },
 		{ "cpu_sys_s", "CPU sys s" }, { "cpu_s_per_gib", "registry CPU s/GiB" } },
 	  ratios = { { "mb_per_s", "chunked", "registry", "x registry" } } },
@@ -288,18 +290,27 @@ local function target(name, want, have, met)
 	targets[#targets + 1] = { name = name, target = want, value = have, met = met }
 end
 
+-- The targets are judged on the engine's own streaming path (read_from: the
+-- file is read into the engine's buffers); the f:read + upload:write
+-- variants, which add the interpreter's string copies and 8 MiB
+-- allocations, are shown beside them.
+local function fmt(v, unit)
+	return v and ("%.2f%s"):format(v, unit) or "-"
+end
 do
-	local x = ratio_of("stream", "layerup-write-file", "mb_per_s", "limits", "openssl-sha256")
-	local y = ratio_of("stream", "layerup-read_from", "mb_per_s", "limits", "openssl-sha256")
+	local x = ratio_of("stream", "layerup-read_from", "mb_per_s", "limits", "openssl-sha256")
+	local y = ratio_of("stream", "layerup-write-file", "mb_per_s", "limits", "openssl-sha256")
 	target("streaming, fsync off, vs openssl sha256", ">= 0.85 of openssl rate",
-		x and ("%.2f (write-file); %s (read_from)"):format(x, y and ("%.2f"):format(y) or "-"),
+		x and ("%s (read_from); %s (f:read + write)"):format(fmt(x, ""), fmt(y, "")),
 		x and x >= 0.85)
 end
 do
 	local x = ratio_of("chunked", "layerup", "mb_per_s", "chunked", "registry")
+	local w = ratio_of("chunked", "layerup-write", "mb_per_s", "chunked", "registry")
 	local y = ratio_of("chunked", "layerup-fsync", "mb_per_s", "chunked", "registry")
 	target("chunked upload vs registry", ">= 3x registry MB/s",
-		x and ("%.2fx (fsync off); %s (fsync on)"):format(x, y and ("%.2fx"):format(y) or "-"),
+		x and ("%s (read_from, fsync off); %s (f:read + write); %s (fsync on)"):format(
+			fmt(x, "x"), fmt(w, "x"), fmt(y, "x")),
 		x and x >= 3)
 end
 do

@@ -4,7 +4,7 @@
 -- diagnostics on stderr.
 --
 --   worker.lua stream  ROOT SRC SIZE FSYNC(0|1) MODE(file|mem|read_from) REPO DIGEST
---   worker.lua chunked ROOT SRC SIZE CHUNK FSYNC REPO DIGEST
+--   worker.lua chunked ROOT SRC SIZE CHUNK FSYNC REPO DIGEST [read_from|write]
 --   worker.lua gap_prepare ROOT SRC SIZE GAP REPO      (prints "uuid <id>")
 --   worker.lua gap_finish  ROOT REPO UUID DIGEST SIZE
 --   worker.lua small   ROOT SUMS DIR N REPO
@@ -152,7 +152,11 @@ function cmd.stream(root, src, size, fsync, mode, repo, digest)
 	store:close()
 end
 
-function cmd.chunked(root, src, size, chunk, fsync, repo, digest)
+-- mode "read_from" (default): each chunk is one upload:read_from(f, 8 MiB,
+-- 64 MiB), the way a server streams a PATCH body of known length; mode
+-- "write": each 8 MiB read with f:read into a Lua string, then upload:write.
+function cmd.chunked(root, src, size, chunk, fsync, repo, digest, mode)
+	mode = mode or "read_from"
 	size = math.tointeger(tonumber(size))
 	chunk = math.tointeger(tonumber(chunk))
 	local events = {}
@@ -170,11 +174,20 @@ function cmd.chunked(root, src, size, chunk, fsync, repo, digest)
 	while off < size do
 		up = check(store:resume(repo, uuid))
 		local left = math.min(chunk, size - off)
-		while left > 0 do
-			local s = check(f:read(math.min(WRITE, left)), "short read", "read")
-			check(up:write(s))
-			left = left - #s
-			off = off + #s
+		if mode == "read_from" then
+			local n = check(up:read_from(f, WRITE, left))
+			if n ~= left then
+				io.stderr:write("bench worker: short read_from\n")
+				os.exit(2)
+			end
+			off = off + n
+		else
+			while left > 0 do
+				local s = check(f:read(math.min(WRITE, left)), "short read", "read")
+				check(up:write(s))
+				left = left - #s
+				off = off + #s
+			end
 		end
 		check(up:close())
 	end

@@ -101,3 +101,60 @@ stores.each_driver(function(drv)
 		end)
 	end)
 end)
+
+describe("upload:read_from with a limit", function()
+	local env
+
+	before_each(function()
+		math.randomseed(99)
+		env = stores.new(stores.drivers[2], "limit")
+		env.store = layerup.open(env.d)
+	end)
+
+	after_each(function()
+		stores.cleanup(env)
+		env = nil
+	end)
+
+	local function source(data)
+		local path = os.tmpname()
+		local f = assert(io.open(path, "wb"))
+		f:write(data)
+		f:close()
+		return assert(io.open(path, "rb")), path
+	end
+
+	it("copies exactly limit bytes per call, like one request body each", function()
+		local data = util.random_bytes(3 * MiB + 12345)
+		local f, path = source(data)
+		local up = assert(env.store:start("a/b"))
+		-- three "PATCH bodies" of uneven sizes, then the rest
+		assert.equal(MiB + 1, up:read_from(f, 256 * 1024, MiB + 1))
+		assert.equal(0, up:read_from(f, 256 * 1024, 0))
+		assert.equal(7, up:read_from(f, nil, 7))
+		assert.equal(MiB + 1 + 7, up:size())
+		assert.equal(#data - MiB - 8, up:read_from(f))
+		f:close()
+		os.remove(path)
+		assert(up:finish(util.digest(data), { size = #data }))
+	end)
+
+	it("stops at the end of the file before the limit", function()
+		local f, path = source("short")
+		local up = assert(env.store:start("a/b"))
+		assert.equal(5, up:read_from(f, 4, 1000))
+		f:close()
+		os.remove(path)
+		assert(up:finish(util.digest("short")))
+	end)
+
+	it("refuses a limit for function sources and a negative limit", function()
+		local up = assert(env.store:start("a/b"))
+		assert.has_error(function() up:read_from(function() end, 10, 5) end)
+		local f, path = source("x")
+		assert.has_error(function() up:read_from(f, 10, -1) end)
+		f:close()
+		os.remove(path)
+		assert(up:cancel())
+	end)
+end)

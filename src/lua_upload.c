@@ -134,18 +134,24 @@ static int upload_write_at(lua_State *L)
 	return push_size_or_fail(L, lu, rc, &err);
 }
 
-/* read_from(file | fn [, chunk]): copy until EOF / nil. */
+/* read_from(file | fn [, chunk [, limit]]): copy until EOF / nil, or (files
+ * only) until limit bytes, e.g. one request body's Content-Length. */
 static int upload_read_from(lua_State *L)
 {
 	lup_lua_policy *pol;
 	lua_upload *lu = check_open(L, &pol);
 	luaL_Stream *fh = luaL_testudata(L, 2, LUA_FILEHANDLE);
 	lua_Integer chunk = luaL_optinteger(L, 3, READ_FROM_CHUNK);
+	lua_Integer limit = luaL_optinteger(L, 4, -1);
 	lua_Integer total = 0;
 	lup_error err;
 	int rc = 0;
 
 	luaL_argcheck(L, chunk > 0, 3, "chunk size must be positive");
+	luaL_argcheck(L, lua_isnoneornil(L, 4) || limit >= 0, 4,
+		      "limit must not be negative");
+	luaL_argcheck(L, fh || lua_isnoneornil(L, 4), 4,
+		      "a limit needs a file source");
 	if (fh) {
 		/* Two buffers: the worker hashes one while the other is filled
 		 * from the file and written. */
@@ -154,6 +160,8 @@ static int upload_read_from(lua_State *L)
 
 		if (!fh->f || !fh->closef)
 			return luaL_error(L, "attempt to use a closed file");
+		if (limit >= 0 && limit < chunk) /* a small body: small buffers */
+			chunk = limit > 0 ? limit : 1;
 		buf[0] = malloc((size_t)chunk);
 		buf[1] = malloc((size_t)chunk);
 		if (!buf[0] || !buf[1]) {
@@ -163,8 +171,11 @@ static int upload_read_from(lua_State *L)
 			return lup_lua_fail(L, &err);
 		}
 		for (;; k ^= 1) {
-			size_t n = fread(buf[k], 1, (size_t)chunk, fh->f);
+			size_t want = (size_t)chunk, n;
 
+			if (limit >= 0 && limit - total < chunk)
+				want = (size_t)(limit - total);
+			n = want ? fread(buf[k], 1, want, fh->f) : 0;
 			if (n > 0) {
 				WITH_POLICY(pol, L,
 					    lup_upload_write_async(lu->u, buf[k], n, &err));
@@ -172,8 +183,8 @@ static int upload_read_from(lua_State *L)
 					break;
 				total += (lua_Integer)n;
 			}
-			if (n < (size_t)chunk) {
-				if (ferror(fh->f))
+			if (n < want || n < (size_t)chunk) {
+				if (n < want && ferror(fh->f))
 					rc = lup_error_set(&err, LUP_EIO, NULL,
 							   "reading the source file failed");
 				break;
