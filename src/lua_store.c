@@ -3,6 +3,7 @@
  * and the store methods, plus the bridge that lets Lua functions serve as
  * the C core's policy hooks (log, retry, link, admit, sleep).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "layout.h"
@@ -202,6 +203,7 @@ static int store_open(lua_State *L)
 	ls = lup_newuserdata(L, sizeof(*ls), 1);
 	ls->store = NULL;
 	ls->pol.L = NULL;
+	memset(&ls->bufs, 0, sizeof(ls->bufs));
 	for (int k = 0; k < POL_COUNT; k++)
 		ls->pol.refs[k] = LUA_NOREF;
 	luaL_setmetatable(L, STORE_CLASS);
@@ -278,6 +280,9 @@ static int store_gc(lua_State *L)
 	lup_lua_store *ls = luaL_checkudata(L, 1, STORE_CLASS);
 
 	store_close(L);
+	free(ls->bufs.p[0]);
+	free(ls->bufs.p[1]);
+	memset(&ls->bufs, 0, sizeof(ls->bufs));
 	for (int k = 0; k < POL_COUNT; k++) {
 		luaL_unref(L, LUA_REGISTRYINDEX, ls->pol.refs[k]);
 		ls->pol.refs[k] = LUA_NOREF;

@@ -23,9 +23,19 @@ typedef struct lup_lua_policy {
 	int refs[POL_COUNT]; /* registry refs, LUA_NOREF when unset */
 } lup_lua_policy;
 
+/* The two copy buffers of upload:read_from, kept with the store between
+ * calls: a server streams one request body per call, and fresh buffers each
+ * time would cost page faults and the kernel zeroing them. */
+typedef struct lup_lua_bufs {
+	char *p[2];
+	size_t size; /* bytes in each, 0 when none */
+	int busy;    /* a read_from is using them (a policy hook may nest one) */
+} lup_lua_bufs;
+
 typedef struct lup_lua_store {
 	lup_store *store; /* NULL once closed */
 	lup_lua_policy pol;
+	lup_lua_bufs bufs;
 } lup_lua_store;
 
 /* Set pol->L = L for the duration of a call; returns the previous one. */

@@ -34,20 +34,61 @@ void lup_lua_push_upload(lua_State *L, lup_upload *u, int store_idx)
 	lup_setuservalue(L, -2, 1);
 }
 
-/* The upload at index 1 and its store's policy bridge (store pushed). */
+/* The store userdata of the upload at index 1 (kept alive by it). */
+static lup_lua_store *store_of(lua_State *L)
+{
+	lup_lua_store *ls;
+
+	lup_getuservalue(L, 1, 1);
+	ls = lua_touserdata(L, -1);
+	lua_pop(L, 1); /* still referenced by the upload */
+	return ls;
+}
+
+/* The upload at index 1 and its store's policy bridge. */
 static lua_upload *check_any(lua_State *L, lup_lua_policy **pol)
 {
 	lua_upload *lu = luaL_checkudata(L, 1, UPLOAD_CLASS);
 
-	if (pol) {
-		lup_lua_store *ls;
-
-		lup_getuservalue(L, 1, 1);
-		ls = lua_touserdata(L, -1);
-		lua_pop(L, 1); /* still referenced by the upload */
-		*pol = &ls->pol;
-	}
+	if (pol)
+		*pol = &store_of(L)->pol;
 	return lu;
+}
+
+/* Two copy buffers of size bytes: the store's when free (grown as
+ * needed), else fresh ones.  1 when they are the store's. */
+static int take_bufs(lup_lua_store *ls, size_t size, char *buf[2])
+{
+	lup_lua_bufs *b = &ls->bufs;
+
+	if (!b->busy) {
+		if (b->size < size) {
+			free(b->p[0]);
+			free(b->p[1]);
+			b->p[0] = malloc(size);
+			b->p[1] = malloc(size);
+			b->size = b->p[0] && b->p[1] ? size : 0;
+		}
+		if (b->size) {
+			b->busy = 1;
+			buf[0] = b->p[0];
+			buf[1] = b->p[1];
+			return 1;
+		}
+	}
+	buf[0] = malloc(size);
+	buf[1] = malloc(size);
+	return 0;
+}
+
+static void give_bufs(lup_lua_store *ls, int pooled, char *buf[2])
+{
+	if (pooled) {
+		ls->bufs.busy = 0;
+	} else {
+		free(buf[0]);
+		free(buf[1]);
+	}
 }
 
 static lua_upload *check_open(lua_State *L, lup_lua_policy **pol)
@@ -155,18 +196,17 @@ static int upload_read_from(lua_State *L)
 	if (fh) {
 		/* Two buffers: the worker hashes one while the other is filled
 		 * from the file and written. */
+		lup_lua_store *ls = store_of(L);
 		char *buf[2];
-		int k = 0;
+		int k = 0, pooled;
 
 		if (!fh->f || !fh->closef)
 			return luaL_error(L, "attempt to use a closed file");
 		if (limit >= 0 && limit < chunk) /* a small body: small buffers */
 			chunk = limit > 0 ? limit : 1;
-		buf[0] = malloc((size_t)chunk);
-		buf[1] = malloc((size_t)chunk);
+		pooled = take_bufs(ls, (size_t)chunk, buf);
 		if (!buf[0] || !buf[1]) {
-			free(buf[0]);
-			free(buf[1]);
+			give_bufs(ls, pooled, buf);
 			lup_error_set(&err, LUP_EIO, NULL, "out of memory");
 			return lup_lua_fail(L, &err);
 		}
@@ -191,8 +231,7 @@ static int upload_read_from(lua_State *L)
 			}
 		}
 		lup_upload_drain(lu->u); /* before the buffers go */
-		free(buf[0]);
-		free(buf[1]);
+		give_bufs(ls, pooled, buf);
 	} else {
 		luaL_checktype(L, 2, LUA_TFUNCTION);
 		for (;;) {
