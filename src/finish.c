@@ -17,6 +17,11 @@
  * consistent backends), consulting the retry policy. */
 static int validate_data(lup_upload *u, lup_error *err)
 {
+	lup_field ctx[] = { lup_fs("repo", u->repo), lup_fs("uuid", u->uuid) };
+	lup_error local;
+
+	if (!err)
+		err = &local; /* the retry policy is shown the error */
 	for (int attempt = 1;; attempt++) {
 		lup_stat st;
 		int rc = lup_s_stat(u->store, u->data, &st, err);
@@ -29,31 +34,14 @@ static int validate_data(lup_upload *u, lup_error *err)
 					      : "upload data size %" PRId64
 						" does not match %" PRId64 " written",
 					   rc ? 0 : st.size, u->size);
-		if (rc == LUP_EBLOB_UPLOAD_INVALID && u->store->policy.retry) {
-			double delay = 0;
-			lup_store *s = u->store;
-
-			if (s->policy.retry(attempt, err, "finish.validate", &delay,
-					    s->policy.payload)) {
-				lup_field f[] = { lup_fi("attempt", attempt),
-						  lup_fn("delay", delay),
-						  lup_fs("code", lup_error_name(rc)),
-						  lup_fs("message", err ? err->message : "") };
-				lup_upload_log(u, "finish.retry", f, 4);
-				if (s->policy.sleep)
-					s->policy.sleep(delay, s->policy.payload);
-				else
-					lup_sleep(delay);
-				continue;
-			}
-		}
-		return rc;
+		if (rc != LUP_EBLOB_UPLOAD_INVALID ||
+		    !lup_store_should_retry(u->store, attempt, err,
+					    "finish.validate", ctx, 2))
+			return rc;
 	}
 }
 
 struct link_sink {
-	lup_upload *u;
-	const lup_digest *canon;
 	struct {
 		char repo[LUP_REPO_MAX + 1];
 		lup_digest d;
@@ -92,8 +80,6 @@ static int choose_links(lup_upload *u, const lup_digest *canon,
 	lup_store *s = u->store;
 
 	memset(sink, 0, sizeof(*sink));
-	sink->u = u;
-	sink->canon = canon;
 	sink->err = err;
 	if (s->policy.link) {
 		lup_link_ctx ctx = { u->repo, u->uuid, canon->str, requested->str,
@@ -175,7 +161,7 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 		return lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, NULL,
 				     "upload %s is %s", u->uuid,
 				     u->state == U_CLOSED ? "closed" : "finished");
-	lup_upload_wait_hash(u);
+	lup_upload_drain(u);
 	if ((rc = lup_digest_parse(digest, &want, err)) != 0)
 		goto fail;
 	if (size >= 0 && size != u->size) {
@@ -199,14 +185,8 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 	}
 	/* Commit and let go of the data file: a committed writer takes no
 	 * more bytes, and if finish fails the next write reopens it. */
-	if (u->w) {
-		rc = u->w->commit(u->w, err);
-		int rc2 = u->w->close(u->w, rc ? NULL : err);
-		u->w = NULL;
-		lup_hashpipe_free(&u->pipe);
-		if (rc || (rc = rc2))
-			goto fail;
-	}
+	if ((rc = lup_upload_release_writer(u, err)) != 0)
+		goto fail;
 	if ((rc = validate_data(u, err)) != 0 || (rc = verify(u, &want, &canon, err)))
 		goto fail;
 	lup_path_blob_data(blob, &canon);

@@ -96,22 +96,30 @@ void lup_sleep(double seconds)
 }
 
 int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
-			   const char *op)
+			   const char *op, const lup_field *ctx, size_t nctx)
 {
 	double delay = 0;
 	int is_driver = strncmp(op, "driver.", 7) == 0;
+	char event[32];
+	lup_field f[10];
+	size_t k = 0;
 
 	if (!s->policy.retry || !err || (is_driver && !err->transient))
 		return 0;
 	if (!s->policy.retry(attempt, err, op, &delay, s->policy.payload))
 		return 0;
-	if (is_driver) {
-		lup_field f[] = { lup_fs("op", op + 7), lup_fi("attempt", attempt),
-				  lup_fn("delay", delay),
-				  lup_fs("code", lup_error_name(err->code)),
-				  lup_fs("message", err->message) };
-		lup_store_log(s, "driver.retry", f, 5);
-	}
+	/* "driver.put_content" -> "driver.retry", "finish.validate" ->
+	 * "finish.retry". */
+	snprintf(event, sizeof(event), "%.*s.retry", (int)strcspn(op, "."), op);
+	for (size_t i = 0; i < nctx && k < 4; i++)
+		f[k++] = ctx[i];
+	if (is_driver)
+		f[k++] = lup_fs("op", op + 7);
+	f[k++] = lup_fi("attempt", attempt);
+	f[k++] = lup_fn("delay", delay);
+	f[k++] = lup_fs("code", lup_error_name(err->code));
+	f[k++] = lup_fs("message", err->message);
+	lup_store_log(s, event, f, k);
 	if (s->policy.sleep)
 		s->policy.sleep(delay, s->policy.payload);
 	else
@@ -129,7 +137,8 @@ int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
 		for (int attempt_ = 1;; attempt_++) {                      \
 			rc_ = (call);                                      \
 			if (rc_ == 0 ||                                    \
-			    !lup_store_should_retry(s, attempt_, err, op)) \
+			    !lup_store_should_retry(s, attempt_, err, op,   \
+						    NULL, 0))              \
 				return rc_;                                \
 		}                                                          \
 	} while (0)
@@ -157,6 +166,13 @@ int lup_s_list(lup_store *s, const char *path, lup_strlist *out,
 {
 	RETRIED("driver.list",
 		(lup_strlist_free(out), lup_driver_list(s->driver, path, out, err)));
+}
+
+int lup_s_writer(lup_store *s, const char *path, int append, lup_writer **out,
+		 lup_error *err)
+{
+	RETRIED("driver.writer",
+		lup_driver_writer(s->driver, path, append, out, err));
 }
 
 int lup_s_move(lup_store *s, const char *src, const char *dst, lup_error *err)

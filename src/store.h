@@ -26,11 +26,12 @@ void lup_store_release(lup_store *s);
 void lup_store_log(lup_store *s, const char *event, const lup_field *f,
 		   size_t n);
 
-/* After failed attempt number `attempt` of op: ask the retry policy and
- * sleep.  Returns 1 to try again.  Driver ops ("driver.*") retry only
- * transient errors. */
+/* After failed attempt number `attempt` of op: ask the retry policy; when
+ * it says again, log "<op prefix>.retry" (ctx fields first, e.g. repo and
+ * uuid), sleep and return 1.  Driver ops ("driver.*") retry only transient
+ * errors. */
 int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
-			   const char *op);
+			   const char *op, const lup_field *ctx, size_t nctx);
 
 /* Driver calls with the retry policy applied to transient errors. */
 int lup_s_get(lup_store *s, const char *path, lup_buf *out, lup_error *err);
@@ -39,6 +40,8 @@ int lup_s_put(lup_store *s, const char *path, const void *p, size_t n,
 int lup_s_stat(lup_store *s, const char *path, lup_stat *out, lup_error *err);
 int lup_s_list(lup_store *s, const char *path, lup_strlist *out,
 	       lup_error *err);
+int lup_s_writer(lup_store *s, const char *path, int append, lup_writer **out,
+		 lup_error *err);
 int lup_s_move(lup_store *s, const char *src, const char *dst, lup_error *err);
 int lup_s_delete(lup_store *s, const char *path, lup_error *err);
 

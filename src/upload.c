@@ -37,17 +37,12 @@ int lup_upload_is_open(const lup_upload *u) { return u->state == U_OPEN; }
 
 /* Wait until the worker has hashed the last asynchronous write, so that
  * u->hash covers [0, size) again. */
-void lup_upload_wait_hash(lup_upload *u)
+void lup_upload_drain(lup_upload *u)
 {
 	if (u->hashing) {
 		lup_hashpipe_wait(u->pipe);
 		u->hashing = 0;
 	}
-}
-
-void lup_upload_drain(lup_upload *u)
-{
-	lup_upload_wait_hash(u);
 }
 
 static int check_repo(const char *repo, lup_error *err)
@@ -106,17 +101,20 @@ void lup_upload_release_lock(lup_upload *u)
 	}
 }
 
-int lup_upload_open_writer(lup_upload *u, int append, lup_error *err)
+int lup_upload_release_writer(lup_upload *u, lup_error *err)
 {
-	int rc;
+	int rc = 0, rc2;
 
-	for (int attempt = 1;; attempt++) {
-		rc = lup_driver_writer(u->store->driver, u->data, append, &u->w,
-				       err);
-		if (rc == 0 ||
-		    !lup_store_should_retry(u->store, attempt, err, "driver.writer"))
-			return rc;
+	lup_upload_drain(u);
+	if (u->w) {
+		rc = u->w->commit(u->w, err);
+		rc2 = u->w->close(u->w, rc ? NULL : err);
+		u->w = NULL;
+		if (!rc)
+			rc = rc2;
 	}
+	lup_hashpipe_free(&u->pipe);
+	return rc;
 }
 
 int lup_upload_start(lup_upload **out, lup_store *s, const char *repo,
@@ -151,7 +149,7 @@ int lup_upload_start(lup_upload **out, lup_store *s, const char *repo,
 	lup_time_format(u->started_at, startedat);
 	lup_path_upload_file(path, repo, uuid, "startedat");
 	if ((rc = lup_s_put(s, path, startedat, 20, err)) != 0 ||
-	    (rc = lup_upload_open_writer(u, 0, err)) != 0)
+	    (rc = lup_s_writer(s, u->data, 0, &u->w, err)) != 0)
 		goto fail;
 	if ((rc = lup_driver_lock(s->driver, u->data, &u->lock, err)) != 0)
 		goto fail;
@@ -250,7 +248,7 @@ int lup_upload_resume(lup_upload **out, lup_store *s, const char *repo,
 	}
 	if ((rc = lup_driver_lock(s->driver, u->data, &u->lock, err)) != 0)
 		goto fail;
-	if ((rc = lup_upload_open_writer(u, 1, err)) != 0)
+	if ((rc = lup_s_writer(s, u->data, 1, &u->w, err)) != 0)
 		goto fail;
 	u->size = u->w->size(u->w);
 	lup_hashstate_restore(u, &how);
@@ -278,7 +276,7 @@ int lup_upload_check_open(lup_upload *u, lup_error *err)
 				     "upload %s is %s", u->uuid,
 				     u->state == U_CLOSED ? "closed" : "finished");
 	if (!u->w)
-		return lup_upload_open_writer(u, 1, err);
+		return lup_s_writer(u->store, u->data, 1, &u->w, err);
 	return 0;
 }
 
@@ -292,44 +290,27 @@ static int append(lup_upload *u, const unsigned char *p, size_t n, int async,
 {
 	int rc = 0;
 
-	if (async && n > 0) {
-		/* Write while the worker may still hash the previous buffer,
-		 * then queue this one behind it. */
-		rc = u->w->write(u->w, p, n, err);
-		lup_upload_wait_hash(u);
-		if (rc == 0) {
-			if (lup_hashpipe_post(&u->pipe, &u->hash, p, n) == 0)
-				u->hashing = 1;
-			else
-				lup_hash_update(&u->hash, p, n);
-			u->size += (int64_t)n;
-			return 0;
-		}
-		/* Nothing of this buffer is hashed yet: handle the failure
-		 * (and any retry) the synchronous way below. */
-		int64_t now = u->w->size(u->w);
-
-		if (now < u->size || now > u->size + (int64_t)n) {
-			u->hash_ok = 0;
-			u->chain = 0;
-			u->size = now < 0 ? u->size : now;
-			return rc;
-		}
-		lup_hash_update(&u->hash, p, (size_t)(now - u->size));
-		p += now - u->size;
-		n -= (size_t)(now - u->size);
-		u->size = now;
-		if (n == 0)
-			return 0; /* every byte arrived after all */
-		if (!lup_store_should_retry(u->store, 1, err, "driver.write"))
-			return rc;
-	}
-	lup_upload_wait_hash(u);
-	for (int attempt = async ? 2 : 1; n > 0; attempt++) {
+	for (int attempt = 1; n > 0; attempt++) {
 		int64_t before = u->size, now;
-		lup_hash snapshot = u->hash;
+		lup_hash snapshot;
 
-		rc = lup_hashpipe_write(&u->pipe, &u->hash, u->w, p, n, err);
+		if (async) {
+			/* Write while the worker may still hash the previous
+			 * buffer, then queue this one behind it. */
+			rc = u->w->write(u->w, p, n, err);
+			lup_upload_drain(u);
+			snapshot = u->hash;
+			if (rc == 0) {
+				if (lup_hashpipe_post(&u->pipe, &u->hash, p, n) == 0)
+					u->hashing = 1;
+				else
+					lup_hash_update(&u->hash, p, n);
+			}
+		} else {
+			lup_upload_drain(u);
+			snapshot = u->hash;
+			rc = lup_hashpipe_write(&u->pipe, &u->hash, u->w, p, n, err);
+		}
 		if (rc == 0) {
 			u->size += (int64_t)n;
 			return 0;
@@ -350,7 +331,8 @@ static int append(lup_upload *u, const unsigned char *p, size_t n, int async,
 		n -= (size_t)(now - before);
 		if (n == 0)
 			return 0; /* every byte arrived after all */
-		if (!lup_store_should_retry(u->store, attempt, err, "driver.write"))
+		if (!lup_store_should_retry(u->store, attempt, err, "driver.write",
+					    NULL, 0))
 			return rc;
 	}
 	return rc;
@@ -402,21 +384,13 @@ int lup_upload_write_at(lup_upload *u, int64_t offset, const void *data,
 
 int lup_upload_close(lup_upload *u, lup_error *err)
 {
-	int rc = 0;
+	int rc;
 
 	if (u->state != U_OPEN)
 		return 0;
-	lup_upload_wait_hash(u);
-	if (u->w) {
-		rc = u->w->commit(u->w, err);
-		int rc2 = u->w->close(u->w, rc ? NULL : err);
-		u->w = NULL;
-		if (!rc)
-			rc = rc2;
-	}
+	rc = lup_upload_release_writer(u, err);
 	if (rc == 0)
 		rc = lup_hashstate_save(u, err);
-	lup_hashpipe_free(&u->pipe);
 	lup_upload_release_lock(u);
 	u->state = U_CLOSED;
 	{
@@ -432,7 +406,7 @@ int lup_upload_cancel(lup_upload *u, lup_error *err)
 
 	if (u->state == U_DONE)
 		return 0;
-	lup_upload_wait_hash(u);
+	lup_upload_drain(u);
 	if (u->state == U_CLOSED) {
 		/* Someone else may have resumed it since: take the lock. */
 		lup_stat st;
@@ -462,7 +436,7 @@ void lup_upload_free(lup_upload *u)
 {
 	if (!u)
 		return;
-	lup_upload_wait_hash(u);
+	lup_upload_drain(u);
 	if (u->state == U_OPEN)
 		lup_upload_close(u, NULL);
 	if (u->w)

@@ -36,14 +36,14 @@ struct lup_upload {
 void lup_upload_log(lup_upload *u, const char *event, lup_field *extra,
 		    size_t n);
 
-/* Wait for the background hash of the last asynchronous write. */
-void lup_upload_wait_hash(lup_upload *u);
-
 /* LUP_EBLOB_UPLOAD_INVALID unless open; reopens the data writer if a failed
  * finish let go of it. */
 int lup_upload_check_open(lup_upload *u, lup_error *err);
 
-int lup_upload_open_writer(lup_upload *u, int append, lup_error *err);
+/* Wait for the background hash, commit and close the data writer (if
+ * open) and stop the hash worker: the data is complete on storage. */
+int lup_upload_release_writer(lup_upload *u, lup_error *err);
+
 void lup_upload_release_lock(lup_upload *u);
 
 /* Feed data[from, to) into h (and h2 unless NULL), counting re-read bytes;
