@@ -302,14 +302,6 @@ static int store_tostring(lua_State *L)
 	return 1;
 }
 
-/* Run one store call with the policy bridge pointed at L. */
-#define WITH_POLICY(ls, L, call)                                           \
-	do {                                                               \
-		lua_State *prev_ = lup_lua_enter(&(ls)->pol, (L));          \
-		rc = (call);                                               \
-		(ls)->pol.L = prev_;                                       \
-	} while (0)
-
 static int store_start(lua_State *L)
 {
 	lup_lua_store *ls = lup_lua_check_store(L, 1);
@@ -318,7 +310,7 @@ static int store_start(lua_State *L)
 	lup_error err;
 	int rc;
 
-	WITH_POLICY(ls, L, lup_upload_start(&u, ls->store, repo, &err));
+	LUP_WITH_POLICY(&ls->pol, L, lup_upload_start(&u, ls->store, repo, &err));
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
 	lup_lua_push_upload(L, u, 1);
@@ -334,7 +326,7 @@ static int store_resume(lua_State *L)
 	lup_error err;
 	int rc;
 
-	WITH_POLICY(ls, L, lup_upload_resume(&u, ls->store, repo, uuid, &err));
+	LUP_WITH_POLICY(&ls->pol, L, lup_upload_resume(&u, ls->store, repo, uuid, &err));
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
 	lup_lua_push_upload(L, u, 1);
@@ -359,7 +351,7 @@ static int store_stat(lua_State *L)
 	lup_error err;
 	int rc;
 
-	WITH_POLICY(ls, L, lup_store_stat(ls->store, digest, repo, &b, &err));
+	LUP_WITH_POLICY(&ls->pol, L, lup_store_stat(ls->store, digest, repo, &b, &err));
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
 	push_blob(L, &b);
@@ -379,7 +371,7 @@ static int store_open_blob(lua_State *L)
 	lup_error err;
 	int rc;
 
-	WITH_POLICY(ls, L, lup_store_stat(ls->store, digest, repo, &b, &err));
+	LUP_WITH_POLICY(&ls->pol, L, lup_store_stat(ls->store, digest, repo, &b, &err));
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
 	if (lup_digest_parse(b.digest, &canon, &err) != 0 ||
@@ -403,9 +395,9 @@ static int store_link_common(lua_State *L, int unlink)
 	int rc;
 
 	if (unlink)
-		WITH_POLICY(ls, L, lup_store_unlink(ls->store, repo, digest, &err));
+		LUP_WITH_POLICY(&ls->pol, L, lup_store_unlink(ls->store, repo, digest, &err));
 	else
-		WITH_POLICY(ls, L, lup_store_link(ls->store, repo, digest, &err));
+		LUP_WITH_POLICY(&ls->pol, L, lup_store_link(ls->store, repo, digest, &err));
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
 	lua_pushboolean(L, 1);
@@ -425,7 +417,7 @@ static int store_mount(lua_State *L)
 	lup_error err;
 	int rc;
 
-	WITH_POLICY(ls, L, lup_store_mount(ls->store, from, to, digest, &b, &err));
+	LUP_WITH_POLICY(&ls->pol, L, lup_store_mount(ls->store, from, to, digest, &b, &err));
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
 	push_blob(L, &b);
@@ -457,7 +449,7 @@ static int store_uploads(lua_State *L)
 	lup_error err;
 	int rc;
 
-	WITH_POLICY(ls, L, lup_store_uploads(ls->store, repo, &list, &err));
+	LUP_WITH_POLICY(&ls->pol, L, lup_store_uploads(ls->store, repo, &list, &err));
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
 	push_upload_list(L, &list);
@@ -482,7 +474,7 @@ static int store_purge(lua_State *L)
 	lua_getfield(L, 2, "dry_run");
 	dry = lua_toboolean(L, -1);
 	lua_pop(L, 2);
-	WITH_POLICY(ls, L, lup_store_purge(ls->store, (int64_t)older, dry, &list, &err));
+	LUP_WITH_POLICY(&ls->pol, L, lup_store_purge(ls->store, (int64_t)older, dry, &list, &err));
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
 	push_upload_list(L, &list);

@@ -38,14 +38,15 @@ typedef struct lup_lua_store {
 	lup_lua_bufs bufs;
 } lup_lua_store;
 
-/* Set pol->L = L for the duration of a call; returns the previous one. */
-static inline lua_State *lup_lua_enter(lup_lua_policy *pol, lua_State *L)
-{
-	lua_State *prev = pol->L;
-
-	pol->L = L;
-	return prev;
-}
+/* rc = call, with pol->L pointing at L for its duration (the previous
+ * state is restored afterwards, so nested and coroutine calls work). */
+#define LUP_WITH_POLICY(pol, L, call)                                      \
+	do {                                                               \
+		lua_State *prev_ = (pol)->L;                               \
+		(pol)->L = (L);                                            \
+		rc = (call);                                               \
+		(pol)->L = prev_;                                          \
+	} while (0)
 
 /* The store userdata at idx (raises if closed). */
 lup_lua_store *lup_lua_check_store(lua_State *L, int idx);

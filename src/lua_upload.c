@@ -100,13 +100,6 @@ static lua_upload *check_open(lua_State *L, lup_lua_policy **pol)
 	return lu;
 }
 
-#define WITH_POLICY(pol, L, call)                                          \
-	do {                                                               \
-		lua_State *prev_ = lup_lua_enter((pol), (L));               \
-		rc = (call);                                               \
-		(pol)->L = prev_;                                          \
-	} while (0)
-
 static int upload_size(lua_State *L)
 {
 	lua_upload *lu = check_any(L, NULL);
@@ -145,7 +138,7 @@ static int write_anchored(lua_State *L, lua_upload *lu, lup_lua_policy *pol,
 	lup_error err;
 	int rc;
 
-	WITH_POLICY(pol, L, lup_upload_write_async(lu->u, p, n, &err));
+	LUP_WITH_POLICY(pol, L, lup_upload_write_async(lu->u, p, n, &err));
 	lua_pushvalue(L, idx);
 	lup_setuservalue(L, 1, 2);
 	return push_size_or_fail(L, lu, rc, &err);
@@ -171,7 +164,7 @@ static int upload_write_at(lua_State *L)
 	if ((int64_t)off == lup_upload_size(lu->u))
 		return write_anchored(L, lu, pol, 3);
 	/* The wrong offset: let the core say RANGE_INVALID. */
-	WITH_POLICY(pol, L, lup_upload_write_at(lu->u, (int64_t)off, "", 0, &err));
+	LUP_WITH_POLICY(pol, L, lup_upload_write_at(lu->u, (int64_t)off, "", 0, &err));
 	return push_size_or_fail(L, lu, rc, &err);
 }
 
@@ -217,7 +210,7 @@ static int upload_read_from(lua_State *L)
 				want = (size_t)(limit - total);
 			n = want ? fread(buf[k], 1, want, fh->f) : 0;
 			if (n > 0) {
-				WITH_POLICY(pol, L,
+				LUP_WITH_POLICY(pol, L,
 					    lup_upload_write_async(lu->u, buf[k], n, &err));
 				if (rc != 0)
 					break;
@@ -253,7 +246,7 @@ static int upload_read_from(lua_State *L)
 				lua_pop(L, 2);
 				break;
 			}
-			WITH_POLICY(pol, L, lup_upload_write(lu->u, p, n, &err));
+			LUP_WITH_POLICY(pol, L, lup_upload_write(lu->u, p, n, &err));
 			lua_pop(L, 2);
 			if (rc != 0)
 				break;
@@ -296,7 +289,7 @@ static int upload_finish(lua_State *L)
 		}
 		lua_pop(L, 1);
 	}
-	WITH_POLICY(pol, L, lup_upload_finish(lu->u, digest, (int64_t)size, &b, &err));
+	LUP_WITH_POLICY(pol, L, lup_upload_finish(lu->u, digest, (int64_t)size, &b, &err));
 	release_anchor(L);
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
@@ -319,7 +312,7 @@ static int upload_cancel(lua_State *L)
 		lua_pushboolean(L, 1);
 		return 1;
 	}
-	WITH_POLICY(pol, L, lup_upload_cancel(lu->u, &err));
+	LUP_WITH_POLICY(pol, L, lup_upload_cancel(lu->u, &err));
 	release_anchor(L);
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
@@ -335,7 +328,7 @@ static int upload_close(lua_State *L)
 	int rc = 0;
 
 	if (lu->u && lup_upload_is_open(lu->u))
-		WITH_POLICY(pol, L, lup_upload_close(lu->u, &err));
+		LUP_WITH_POLICY(pol, L, lup_upload_close(lu->u, &err));
 	release_anchor(L);
 	if (rc != 0)
 		return lup_lua_fail(L, &err);
@@ -351,7 +344,7 @@ static int upload_gc(lua_State *L)
 	if (lu->u) {
 		int rc;
 
-		WITH_POLICY(pol, L, (lup_upload_free(lu->u), 0));
+		LUP_WITH_POLICY(pol, L, (lup_upload_free(lu->u), 0));
 		(void)rc;
 		lu->u = NULL;
 	}
