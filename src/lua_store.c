@@ -489,6 +489,22 @@ static int store_driver(lua_State *L)
 	return 1;
 }
 
+/* layerup.valid_repo(name) / layerup.valid_uuid(id): the core's own
+ * grammars, for front ends that want to refuse input before any I/O. */
+static int valid_repo(lua_State *L)
+{
+	lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING &&
+			       lup_repo_valid(lup_lua_checkname(L, 1)));
+	return 1;
+}
+
+static int valid_uuid(lua_State *L)
+{
+	lua_pushboolean(L, lua_type(L, 1) == LUA_TSTRING &&
+			       lup_uuid_valid(lup_lua_checkname(L, 1)));
+	return 1;
+}
+
 void lup_lua_open_store(lua_State *L)
 {
 	static const luaL_Reg meta[] = {
@@ -511,4 +527,8 @@ void lup_lua_open_store(lua_State *L)
 	lup_lua_open_hash(L);
 	lua_pushcfunction(L, store_open);
 	lua_setfield(L, -2, "open");
+	lua_pushcfunction(L, valid_repo);
+	lua_setfield(L, -2, "valid_repo");
+	lua_pushcfunction(L, valid_uuid);
+	lua_setfield(L, -2, "valid_uuid");
 }

@@ -83,33 +83,28 @@ function M.parse_duration(s)
 	return math.tointeger(total)
 end
 
--- Repository names: the distribution grammar (checked again by the core;
--- doing it here turns hostile input into a usage error before any I/O).
-local function valid_component(c)
-	if not c:match("^[a-z0-9][a-z0-9._-]*$") or not c:match("[a-z0-9]$") then
-		return false
+-- Repository names and upload ids: the core's grammars (layerup.core), so
+-- that hostile input becomes a usage error before any I/O.  The core is
+-- loaded here on first use; help needs no core.
+local function load_module(name)
+	local ok, m = pcall(require, name)
+	if not ok then
+		fail(M.EXIT.failed, "UNSUPPORTED", "cannot load the layerup module: " ..
+			tostring(m):gsub("\n.*", ""))
 	end
-	for sep in c:gmatch("[^a-z0-9]+") do
-		if sep ~= "." and sep ~= "_" and sep ~= "__" and not sep:match("^%-+$") then
-			return false
-		end
-	end
-	return true
+	return m
+end
+
+local function core()
+	return load_module("layerup.core")
 end
 
 function M.valid_repo(name)
-	if type(name) ~= "string" or name == "" or #name > 255 then return false end
-	for comp in (name .. "/"):gmatch("([^/]*)/") do
-		if not valid_component(comp) then return false end
-	end
-	return true
+	return core().valid_repo(name)
 end
 
-local UUID_PAT = "^" .. ("%x"):rep(8) .. "%-" .. ("%x"):rep(4) .. "%-" ..
-	("%x"):rep(4) .. "%-" .. ("%x"):rep(4) .. "%-" .. ("%x"):rep(12) .. "$"
-
 function M.valid_uuid(s)
-	return type(s) == "string" and s:match(UUID_PAT) ~= nil and not s:find("%u")
+	return core().valid_uuid(s)
 end
 
 -- Digest syntax of the distribution spec (algorithm support is the core's).
@@ -225,12 +220,7 @@ end
 -- The layerup module, loaded on first use (help and usage errors need no core).
 local function lib(ctx)
 	if not ctx.module then
-		local ok, m = pcall(require, "layerup")
-		if not ok then
-			fail(M.EXIT.failed, "UNSUPPORTED", "cannot load the layerup module: " ..
-				tostring(m):gsub("\n.*", ""))
-		end
-		ctx.module = m
+		ctx.module = load_module("layerup")
 	end
 	return ctx.module
 end
