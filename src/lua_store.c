@@ -441,6 +441,17 @@ static void push_upload_list(lua_State *L, const lup_upload_list *l)
 	}
 }
 
+/* Return the list (and free it), or nil, err. */
+static int upload_list_result(lua_State *L, int rc, lup_upload_list *list,
+			      const lup_error *err)
+{
+	if (rc != 0)
+		return lup_lua_fail(L, err);
+	push_upload_list(L, list);
+	lup_upload_list_free(list);
+	return 1;
+}
+
 static int store_uploads(lua_State *L)
 {
 	lup_lua_store *ls = lup_lua_check_store(L, 1);
@@ -450,11 +461,7 @@ static int store_uploads(lua_State *L)
 	int rc;
 
 	LUP_WITH_POLICY(&ls->pol, L, lup_store_uploads(ls->store, repo, &list, &err));
-	if (rc != 0)
-		return lup_lua_fail(L, &err);
-	push_upload_list(L, &list);
-	lup_upload_list_free(&list);
-	return 1;
+	return upload_list_result(L, rc, &list, &err);
 }
 
 static int store_purge(lua_State *L)
@@ -475,11 +482,7 @@ static int store_purge(lua_State *L)
 	dry = lua_toboolean(L, -1);
 	lua_pop(L, 2);
 	LUP_WITH_POLICY(&ls->pol, L, lup_store_purge(ls->store, (int64_t)older, dry, &list, &err));
-	if (rc != 0)
-		return lup_lua_fail(L, &err);
-	push_upload_list(L, &list);
-	lup_upload_list_free(&list);
-	return 1;
+	return upload_list_result(L, rc, &list, &err);
 }
 
 static int store_driver(lua_State *L)
