@@ -15,11 +15,14 @@ CFLAGS_ALL = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC \
 	     -Iinclude -Isrc $(LUA_INC) $(OPT) $(SAN) $(CFLAGS)
 LIBS     = -lssl -lcrypto -luuid -lpthread
 
-LIB_SRC  = $(filter-out src/lua_%.c,$(wildcard src/*.c))
-LUA_SRC  = $(wildcard src/lua_*.c)
+# src/ is arranged by layer: core (errors, buffers, hashing), drivers
+# (the validating driver layer and the built-in drivers), store (layout,
+# store, upload, finish, purge) and lua (the Lua binding).
+LIB_SRC  = $(wildcard src/core/*.c src/drivers/*.c src/store/*.c)
+LUA_SRC  = $(wildcard src/lua/*.c)
 LIB_OBJ  = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_OBJ  = $(LUA_SRC:src/%.c=$(BUILD)/obj/%.o)
-HDRS     = $(wildcard include/*.h include/layerup/*.h src/*.h)
+HDRS     = $(wildcard include/*.h include/layerup/*.h include/layerup/*/*.h src/*/*.h)
 
 CTEST_SRC = $(wildcard spec/c/test_*.c)
 CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)

@@ -1,6 +1,6 @@
 /*
  * fuzz_layout.c - libFuzzer target for the parsers that see outside input
- * before a path is built (src/layout.c): lup_repo_valid, lup_uuid_valid,
+ * before a path is built (src/store/layout.c): lup_repo_valid, lup_uuid_valid,
  * lup_digest_parse and lup_time_parse.
  *
  * Every input goes to all four.  Names and ids are checked against
@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layout.h"
+#include "store/layout.h"
 
 #define REQUIRE(cond)                  \
 	do {                           \

@@ -1,5 +1,5 @@
 /*
- * test_hash.c - resumable hashing (src/hash.c): FIPS vectors, Go's
+ * test_hash.c - resumable hashing (src/core/hash.c): FIPS vectors, Go's
  * MarshalBinary bytes, export/import round trips at every split point, and
  * the hash-state files the real registry wrote (/work/shared/samples).
  *

@@ -1,5 +1,5 @@
 /*
- * test_layout.c - the parsers and path builders of src/layout.c: the
+ * test_layout.c - the parsers and path builders of src/store/layout.c: the
  * repository-name grammar, upload ids, digests, RFC 3339 startedat times,
  * and the registry v2 paths (reference/distribution-2.8.md 1.1, 1.2).
  */
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layout.h"
+#include "store/layout.h"
 #include "test.h"
 
 static const char *const H64 =

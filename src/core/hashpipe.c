@@ -2,7 +2,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "hashpipe.h"
+#include "core/hashpipe.h"
 
 /* Below this, hashing inline beats a thread handoff. */
 #define PIPE_MIN (256 * 1024)

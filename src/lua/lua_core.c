@@ -3,7 +3,7 @@
  * "layerup"`.  It only builds the module table; each binding file adds its
  * functions (lup_lua_open_*), and lua/layerup/init.lua adds the policy.
  */
-#include "lua_util.h"
+#include "lua/lua_util.h"
 
 int luaopen_layerup_core(lua_State *L);
 

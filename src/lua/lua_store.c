@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layout.h"
-#include "lua_store.h"
+#include "store/layout.h"
+#include "lua/lua_store.h"
 
 static const char *const pol_names[POL_COUNT] = { "log", "retry", "link",
 						  "admit", "sleep" };

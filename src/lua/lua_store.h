@@ -11,7 +11,7 @@
 #ifndef LUP_LUA_STORE_H
 #define LUP_LUA_STORE_H
 
-#include "lua_util.h"
+#include "lua/lua_util.h"
 
 #define STORE_CLASS "layerup.store"
 #define UPLOAD_CLASS "layerup.upload"

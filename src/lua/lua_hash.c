@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua_util.h"
+#include "lua/lua_util.h"
 
 #define HASHER_CLASS "layerup.hasher"
 #define FILE_CHUNK (1 << 20)

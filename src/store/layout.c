@@ -3,7 +3,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "layout.h"
+#include "store/layout.h"
 
 static int is_lower_alnum(char c)
 {

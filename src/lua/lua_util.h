@@ -11,7 +11,7 @@
 #define LUP_LUA_UTIL_H
 
 #include "layerup.h"
-#include "lup_compat.h"
+#include "lua/lup_compat.h"
 
 /* Push nil and the error table for err; returns 2 (for `return`). */
 int lup_lua_fail(lua_State *L, const lup_error *err);

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "store.h"
+#include "store/store.h"
 
 int64_t lup_now(void)
 {

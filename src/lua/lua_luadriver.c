@@ -30,7 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua_util.h"
+#include "lua/lua_util.h"
 
 #define SENTINEL_CLASS "layerup.luadriver.sentinel"
 

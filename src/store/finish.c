@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "upload.h"
+#include "store/upload.h"
 
 /* Wait until the driver shows data at the expected size (eventually
  * consistent backends), consulting the retry policy. */

@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "lua_util.h"
+#include "lua/lua_util.h"
 
 #define DRIVER_CLASS "layerup.driver"
 #define READER_CLASS "layerup.reader"

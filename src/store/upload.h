@@ -6,8 +6,8 @@
 #ifndef LUP_UPLOAD_H
 #define LUP_UPLOAD_H
 
-#include "hashpipe.h"
-#include "store.h"
+#include "core/hashpipe.h"
+#include "store/store.h"
 
 enum { U_OPEN, U_CLOSED, U_DONE };
 

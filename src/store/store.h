@@ -9,7 +9,7 @@
 #include <stdatomic.h>
 
 #include "layerup.h"
-#include "layout.h"
+#include "store/layout.h"
 
 struct lup_store {
 	atomic_int refcount; /* the caller's handle + one per live upload */

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "upload.h"
+#include "store/upload.h"
 
 /* Read exactly n bytes at offset (to check a state's pending bytes). */
 static int read_at(lup_upload *u, int64_t offset, unsigned char *out, size_t n,

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <uuid/uuid.h>
 
-#include "upload.h"
+#include "store/upload.h"
 
 /* Read size for re-hashing upload data. */
 #define REHASH_CHUNK (1 << 20)
