@@ -17,79 +17,26 @@ local function bad(message)
 	return nil, setmetatable({ code = "INVALID_ARGUMENT", message = message }, error_mt)
 end
 
--- Units, case-insensitive.  KB/MB/... are decimal, KiB/MiB/... binary.
-local size_units = {
-	[""] = 1, b = 1,
-	kb = 1000, mb = 1000 ^ 2, gb = 1000 ^ 3, tb = 1000 ^ 4,
-	kib = 1024, mib = 1024 ^ 2, gib = 1024 ^ 3, tib = 1024 ^ 4,
-}
+-- Sizes and durations follow the rules of layerup.units (one parser for
+-- the library and the command line).
+local units = require "layerup.units"
 
 -- "4MiB", "1.5 GB", "512", 512 -> bytes (an integer).
 function M.parse_size(s)
-	if math.type(s) == "integer" then
-		if s < 0 then
-			return bad("size must not be negative")
-		end
-		return s
-	end
-	if type(s) ~= "string" then
-		return bad("size expected, got " .. type(s))
-	end
-	local num, unit = s:match("^%s*(%d+%.?%d*)%s*(%a*)%s*$")
-	if not num then
-		return bad(("bad size %q (expected e.g. 512, 4MiB, 1.5GB)"):format(s))
-	end
-	local mult = size_units[unit:lower()]
-	if not mult then
-		return bad(("bad size unit %q in %q (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB)"):format(unit, s))
-	end
-	local v = tonumber(num) * mult
-	-- 2^63 does not fit an integer; floats beyond 2^53 lose bytes.
-	if v >= 2 ^ 53 then
-		return bad(("size %q is too large"):format(s))
-	end
-	local n = math.tointeger(v)
-	if not n then
-		return bad(("size %q is not a whole number of bytes"):format(s))
+	local n, msg = units.size(s)
+	if n == nil then
+		return bad(msg)
 	end
 	return n
 end
 
-local duration_units = {
-	[""] = 1, s = 1, m = 60, h = 3600, d = 86400, w = 604800,
-}
-
 -- "36h", "1h30m", "90", "1.5d", 90 -> seconds (an integer when whole).
 function M.parse_duration(s)
-	if type(s) == "number" then
-		if s ~= s or s < 0 or s == math.huge then
-			return bad("duration must be a finite number >= 0")
-		end
-		return s
+	local n, msg = units.duration(s)
+	if n == nil then
+		return bad(msg)
 	end
-	if type(s) ~= "string" then
-		return bad("duration expected, got " .. type(s))
-	end
-	local rest = s:match("^%s*(.-)%s*$")
-	if rest == "" then
-		return bad("empty duration")
-	end
-	local total, seen_bare = 0, false
-	local pos = 1
-	while pos <= #rest do
-		local num, unit, nxt = rest:match("^(%d+%.?%d*)(%a*)()", pos)
-		if not num or not duration_units[unit] or seen_bare then
-			return bad(("bad duration %q (expected e.g. 90, 30s, 15m, 36h, 7d, 2w, 1h30m)"):format(s))
-		end
-		-- a bare number is seconds, and only valid on its own
-		seen_bare = unit == ""
-		if seen_bare and pos ~= 1 then
-			return bad(("bad duration %q: unit missing after %s"):format(s, num))
-		end
-		total = total + tonumber(num) * duration_units[unit]
-		pos = nxt
-	end
-	return math.tointeger(total) or total
+	return n
 end
 
 -- Opts fragments for layerup.open; each accepts a number or a string.
