@@ -29,7 +29,7 @@ CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 EXAMPLE_C = $(wildcard examples/*.c)
 EXAMPLE_BIN = $(EXAMPLE_C:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all deps run test check bench clean ctest fuzz
+.PHONY: all deps run test check bench clean ctest fuzz docs
 
 all: $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so \
      $(CTEST_BIN) $(EXAMPLE_BIN)
@@ -80,6 +80,13 @@ bench: deps
 
 fuzz: deps
 	@tools/fuzz
+
+# The man page (doc/layerup.1, help2man) and the bash completion script
+# (contrib/layerup.bash), generated from the command line's help text and
+# committed; spec/cli_docs_spec.lua fails when they are not current.
+docs: deps
+	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
+		LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" LUA=$(LUA) tools/gen-docs
 
 clean:
 	rm -rf build build-asan build-fuzz

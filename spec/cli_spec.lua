@@ -92,6 +92,7 @@ describe("layerup cli", function()
 			local code, out = H.run { "--json", "uploads", root }
 			assert.equal(0, code)
 			assert.equal("[]", out:gsub("%s", ""))
+			assert.equal(0, (H.run { "push", root, "demo/app", file }))
 			code, out = H.run { "--root", root, "verify" }
 			assert.equal(0, code)
 			assert.matches("checked: ok", out, 1, true)
@@ -113,7 +114,8 @@ describe("layerup cli", function()
 			assert.equal(1000, cli.parse_size("1kB"))
 			assert.is_nil(cli.parse_size("4XB"))
 			assert.is_nil(cli.parse_size("-1"))
-			assert.is_nil(cli.parse_size("1.5MiB"))
+			assert.equal(1572864, cli.parse_size("1.5MiB"))
+			assert.is_nil(cli.parse_size("1.3B"))
 			assert.is_nil(cli.parse_size(""))
 		end)
 
@@ -124,7 +126,9 @@ describe("layerup cli", function()
 			assert.equal(7 * 86400, cli.parse_duration("7d"))
 			assert.equal(5400, cli.parse_duration("1h30m"))
 			assert.equal(0, cli.parse_duration("0s"))
-			for _, bad in ipairs { "", "7", "7x", "d", "-1d", "1.5h", "1h-30m", "h1" } do
+			assert.equal(7, cli.parse_duration("7"))
+			assert.equal(5400, cli.parse_duration("1.5h"))
+			for _, bad in ipairs { "", "7x", "d", "-1d", "1h-30m", "h1", "1h30" } do
 				assert.is_nil(cli.parse_duration(bad), bad)
 			end
 		end)
@@ -154,7 +158,7 @@ describe("layerup cli", function()
 			assert.equal(0, code, err)
 			local digest = sha256(data)
 			assert.matches("digest: " .. digest, out, 1, true)
-			assert.matches("blob:   " .. blob_file(root, digest), out, 1, true)
+			assert.matches("path:   " .. blob_file(root, digest), out, 1, true)
 			assert.equal(data, H.read(blob_file(root, digest)))
 			assert.equal("", err)  -- quiet when stderr is not a terminal
 		end)
@@ -215,7 +219,7 @@ describe("layerup cli", function()
 		end)
 
 		it("rejects bad chunk sizes", function()
-			for _, bad in ipairs { "0", "4XB", "-1", "1.5MiB" } do
+			for _, bad in ipairs { "0", "4XB", "-1", "0.5B", "16777217T" } do
 				local code, _, err = H.run { "push", root, "demo/app", file, "--chunk", bad }
 				assert.equal(2, code, bad)
 				assert.matches("bad --chunk", err, 1, true)
@@ -253,7 +257,7 @@ describe("layerup cli", function()
 			local code, out = H.run({ "push", "demo/app", file, "--json" }, { env = env })
 			assert.equal(0, code)
 			local digest = cjson.decode(out).digest
-			code, out = H.run({ "stat", digest, "demo/app", "--json" }, { env = env })
+			code, out = H.run({ "stat", "demo/app", digest, "--json" }, { env = env })
 			assert.equal(0, code)
 			assert.equal(#data, cjson.decode(out).size)
 			code, out = H.run({ "uploads", "--json" }, { env = env })
@@ -279,10 +283,19 @@ describe("layerup cli", function()
 			assert.equal(2, code)
 		end)
 
-		it("is a usage error when no ROOT is given anywhere", function()
-			local code, _, err = H.run { "push", "demo/app", file }
+		it("names the missing argument, not ROOT (exit 2)", function()
+			local code, _, err = H.run { "push" }
 			assert.equal(2, code)
-			assert.matches("no ROOT given", err, 1, true)
+			assert.matches("layerup: USAGE: push: missing ROOT", err, 1, true)
+			code, _, err = H.run { "push", "demo/app", file }
+			assert.equal(2, code)
+			assert.matches("layerup: USAGE: push: missing FILE\n", err)
+			code, _, err = H.run({ "push", "demo/app" }, { env = { LAYERUP_ROOT = root } })
+			assert.equal(2, code)
+			assert.matches("push: missing FILE", err, 1, true)
+			code, _, err = H.run { "finish", root, "demo/app" }
+			assert.equal(2, code)
+			assert.matches("finish: missing UUID", err, 1, true)
 		end)
 
 		it("fails when the root does not exist or is not a directory", function()
@@ -333,7 +346,9 @@ describe("layerup cli", function()
 			local code, _, err = H.run { "resume", root, "demo/app", uuid, file }
 			assert.equal(1, code)
 			assert.matches("layerup: SIZE_INVALID: ", err, 1, true)
-			assert.matches("to resume: layerup resume ", err, 1, true)
+			-- resuming again cannot help: the hint says to cancel
+			assert.is_nil(err:find("to resume", 1, true))
+			assert.matches("remove it with: layerup cancel " .. root .. " demo/app " .. uuid, err, 1, true)
 		end)
 
 		it("rejects ids that are not UUIDs and unknown uploads", function()
@@ -411,11 +426,11 @@ describe("layerup cli", function()
 		it("encodes an empty result as an empty JSON list", function()
 			local code, out = H.run { "purge", root, "--older-than", "90s", "--json" }
 			assert.equal(0, code)
-			assert.equal('{"dry_run":false,"uploads":[]}', out:gsub("%s", ""))
+			assert.equal('{"dry_run":false,"kept":[],"uploads":[]}', out:gsub("%s", ""))
 		end)
 
 		it("rejects bad or missing durations", function()
-			for _, bad in ipairs { "7x", "", "d", "-1d", "1.5h", "soon" } do
+			for _, bad in ipairs { "7x", "", "d", "-1d", "soon", "1h30", "9007199254740992" } do
 				local code, _, err = H.run { "purge", root, "--older-than=" .. bad }
 				assert.equal(2, code, bad)
 				assert.matches("^layerup: USAGE: ", err)
@@ -436,16 +451,16 @@ describe("layerup cli", function()
 			assert.equal(0, code)
 			local r = cjson.decode(out)
 			assert.same({ sha256(data), #data, blob_file(root, sha256(data)) }, { r.digest, r.size, r.path })
-			assert.equal(0, (H.run { "stat", root, sha256(data), "demo/app" }))
+			assert.equal(0, (H.run { "stat", root, "demo/app", sha256(data) }))
 			local err
-			code, _, err = H.run { "stat", root, sha256(data), "other/repo" }
+			code, _, err = H.run { "stat", root, "other/repo", sha256(data) }
 			assert.equal(1, code)
 			assert.matches("layerup: BLOB_UNKNOWN: ", err, 1, true)
 			code, _, err = H.run { "stat", root, sha256("nope") }
 			assert.equal(1, code)
 			assert.matches("layerup: BLOB_UNKNOWN: ", err, 1, true)
 			code, _, err = H.run { "stat", root, "md5:abc" }
-			assert.equal(1, code)
+			assert.equal(2, code)  -- a malformed digest is a usage error everywhere
 			code, _, err = H.run { "stat", root, "not a digest" }
 			assert.equal(2, code)
 			assert.matches("layerup: DIGEST_INVALID: ", err, 1, true)
@@ -470,10 +485,21 @@ describe("layerup cli", function()
 			assert.same({ true, 1, 1, 1, 0 }, { r.ok, r.blobs, r.links, r.uploads, #r.problems })
 		end)
 
-		it("passes on an empty directory", function()
+		it("fails on a directory that is not a store (exit 1)", function()
+			local code, out, err = H.run { "verify", root }
+			assert.equal(1, code)
+			assert.equal("", out)
+			assert.matches("layerup: PATH_NOT_FOUND: not a store", err, 1, true)
+			code, out = H.run { "verify", root, "--json" }
+			assert.equal(1, code)
+			assert.equal("PATH_NOT_FOUND", cjson.decode(out).error.code)
+		end)
+
+		it("passes on an empty store", function()
+			H.write(root .. V2 .. "/repositories/.keep", "")
 			local code, out = H.run { "verify", root }
 			assert.equal(0, code)
-			assert.matches("0 blobs, 0 links, 0 uploads checked: ok", out, 1, true)
+			assert.matches("0 blobs, 0 links, 0 manifests, 0 uploads checked: ok", out, 1, true)
 		end)
 
 		it("finds corrupt blobs, dangling links and orphan uploads (exit 3)", function()
@@ -487,7 +513,7 @@ describe("layerup cli", function()
 			H.rm(blob_file(root, sha256(other)):match("^(.*)/data$"))
 			-- an upload directory holding only a hash state
 			H.write(root .. V2 .. "/repositories/demo/app/_uploads/" ..
-				"0f6bd16c-4a8e-4bd0-9b4e-1c0f2bb43d65/hashstates/sha256/0", ("\0"):rep(108))
+				"0f6bd16c-4a8e-4bd0-9b4e-1c0f2bb43d65/hashstates/sha256/100", ("\0"):rep(108))
 			local code, out = H.run { "verify", root, "--json" }
 			assert.equal(3, code)
 			local r = cjson.decode(out)
@@ -545,7 +571,8 @@ describe("layerup cli", function()
 			assert.equal(130, code)
 			local err = H.read(root .. "/err")
 			assert.matches("layerup: INTERRUPTED: upload ", err, 1, true)
-			local cmd = err:match("to resume: (layerup resume [^\n]+)")
+			-- the hint names the command as it was invoked (bin/layerup)
+			local cmd = err:match("to resume: (bin/layerup resume [^\n]+)")
 			assert.truthy(cmd, err)
 			local uuid = cmd:match("demo/app (%x+%-[%x-]+) ")
 			assert.truthy(cli.valid_uuid(uuid), cmd)

@@ -210,9 +210,10 @@ function M.command_help(def)
 		lines[#lines + 1] = "Options:"
 		opt_lines(def.options)
 	end
+	local names = {}
+	for _, o in ipairs(GLOBAL) do names[#names + 1] = (o[1]:gsub("=.*", ""):match("(%%-%%-[^, ]+)$")) end
 	lines[#lines + 1] = ""
-	lines[#lines + 1] = "Common options (see `layerup --help`):"
-	opt_lines(GLOBAL)
+	lines[#lines + 1] = "Common options (see `layerup --help`): " .. table.concat(names, " ")
 	return table.concat(lines, "\n") .. "\n"
 end
 
