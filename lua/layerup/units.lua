@@ -92,7 +92,8 @@ function M.size(v)
 		return nil, ("bad size unit %q in %q (B, kB, KiB, K, MB, MiB, M, GB, GiB, G, TB, TiB, T, PB, PiB, P)")
 			:format(unit, v)
 	end
-	local n = tonumber(num) * mul
+	-- In floats: integer arithmetic would wrap silently past 2^63.
+	local n = (tonumber(num) + 0.0) * mul
 	if not finite(n) or n >= M.MAX then
 		return nil, ("size %q is too large (the limit is 2^53 bytes)"):format(v)
 	end
@@ -120,7 +121,7 @@ function M.duration(v)
 	end
 	local syntax = ("bad duration %q (expected e.g. 90, 30s, 15m, 36h, 7d, 2w, 1h30m)"):format(v)
 	if s:match("^%d+%.?%d*$") then
-		local n = tonumber(s)
+		local n = tonumber(s) + 0.0
 		if n >= M.MAX then
 			return nil, ("duration %q is too large (the limit is 2^53 seconds)"):format(v)
 		end
@@ -133,7 +134,7 @@ function M.duration(v)
 		if not mul then
 			return nil, syntax
 		end
-		total = total + tonumber(num) * mul
+		total = total + (tonumber(num) + 0.0) * mul
 		pos = nxt
 	end
 	if not finite(total) or total >= M.MAX then

@@ -16,8 +16,8 @@ function H.sink()
 	return s
 end
 
--- run{args...} [, {env = {NAME = value}, layerup = module, tty = bool}]
--- -> exit code, stdout, stderr
+-- run{args...} [, {env = {NAME = value}, layerup = module, tty = bool or
+-- {stdout=, stderr=}, stdin = file, prog = name}] -> exit code, stdout, stderr
 function H.run(args, opts)
 	opts = opts or {}
 	local out, err = H.sink(), H.sink()
@@ -25,7 +25,7 @@ function H.run(args, opts)
 	local code = cli.run(args, {
 		stdout = out, stderr = err, isatty = opts.tty or false,
 		getenv = function(k) return env[k] end,
-		layerup = opts.layerup,
+		layerup = opts.layerup, stdin = opts.stdin, prog = opts.prog,
 	})
 	return code, out:text(), err:text()
 end

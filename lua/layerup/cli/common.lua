@@ -126,11 +126,11 @@ local function store_options(ctx, a)
 			out.usage(("bad --log %q (json or logfmt, optionally :FILE)"):format(spec))
 		end
 		local sink = M.lib(ctx).log[fmt]
-		local ok, fn = pcall(sink, file or ctx.err)
+		local ok, fn = pcall(sink, file or function(line) ctx.err:write(line, "\n") end)
 		if not ok then out.usage(("--log: %s"):format(tostring(fn):gsub("^.-: ", ""))) end
 		o.log = fn
 	elseif ctx.verbose then
-		o.log = M.lib(ctx).log.logfmt(ctx.err)
+		o.log = M.lib(ctx).log.logfmt(function(line) ctx.err:write(line, "\n") end)
 	end
 	return o
 end
