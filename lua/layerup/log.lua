@@ -12,8 +12,19 @@ local json = cjson.new()
 json.encode_invalid_numbers(true)
 json.encode_sparse_array(true)
 
+-- Sub-second wall time from lua-system when it is there (busted brings it).
+local gettime
+do
+	local ok, system = pcall(require, "system")
+	gettime = ok and type(system) == "table" and system.gettime or os.time
+end
+
+-- RFC 3339 UTC with milliseconds: "2024-01-02T03:04:05.123Z".
 local function now_utc()
-	return os.date("!%Y-%m-%dT%H:%M:%SZ")
+	local t = gettime()
+	local s = math.floor(t)
+	local ms = math.floor((t - s) * 1000)
+	return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(ms)
 end
 
 -- An output: a Lua file handle, a path (opened for append) or a function
@@ -58,12 +69,22 @@ local function field(fields, key)
 end
 
 -- A value cjson can encode (userdata, functions, cycles become strings).
+-- "/" stays as it is: cjson writes "\/", which is valid but unreadable (a
+-- literal backslash is always "\\", so the replacement is safe).
 local function json_value(v)
 	local ok, s = pcall(json.encode, v)
-	if ok then
-		return s
+	if not ok then
+		s = json.encode(tostring(v))
 	end
-	return json.encode(tostring(v))
+	return (s:gsub("\\/", "/"))
+end
+
+-- Durations in milliseconds are whole numbers in JSON logs.
+local function json_field(k, v)
+	if type(v) == "number" and k:match("_ms$") and v == v and v ~= math.huge and v ~= -math.huge then
+		return math.floor(v + 0.5)
+	end
+	return v
 end
 
 -- Wrap a sink so that it never raises.
@@ -73,7 +94,7 @@ function M.safe(sink)
 	end
 end
 
--- JSON lines: {"ts":"2024-01-02T03:04:05Z","event":"upload.finish",<fields>}
+-- JSON lines: {"ts":"2024-01-02T03:04:05.123Z","event":"upload.finish",<fields>}
 -- with ts and event first and the fields sorted by name.  A field named ts
 -- or event is written as "field.ts" / "field.event".
 -- opts.clock() -> ts value replaces the UTC timestamp (tests).
@@ -88,7 +109,7 @@ function M.json(file_or_fn, opts)
 		}
 		for _, k in ipairs(sorted_keys(fields)) do
 			local name = (k == "ts" or k == "event") and "field." .. k or k
-			parts[#parts + 1] = json.encode(name) .. ":" .. json_value(field(fields, k))
+			parts[#parts + 1] = json_value(name) .. ":" .. json_value(json_field(k, field(fields, k)))
 		end
 		write("{" .. table.concat(parts, ",") .. "}")
 	end)
