@@ -49,6 +49,19 @@ local function exec_in(args, input, env_prefix)
 	return code, out, err
 end
 
+-- The prefix that runs a command as an unprivileged user, or nil (not
+-- root, no setpriv, or a checkout that user cannot read).
+local function as_nobody()
+	local prefix = "setpriv --reuid=65534 --regid=65534 --clear-groups env"
+	local me = io.popen("id -u"):read("l")
+	if me ~= "0" or H.sh("command -v setpriv >/dev/null") ~= 0 then return nil end
+	if H.sh(prefix .. " lua5.4 -e 'require \"layerup.cli\"; require \"layerup.core\"' " ..
+		"&& " .. prefix .. " test -r bin/layerup >/dev/null 2>&1") ~= 0 then
+		return nil
+	end
+	return prefix
+end
+
 describe("layerup cli conventions", function()
 	local root, file, data
 
@@ -147,19 +160,18 @@ describe("layerup cli conventions", function()
 		end)
 
 		it("as another user on a root-owned store, after a dry run that lists it", function()
-			local me = io.popen("id -u"):read("l")
-			if me ~= "0" or H.sh("command -v setpriv >/dev/null") ~= 0 then
-				pending("needs root and setpriv to run as an unprivileged user")
+			local nobody = as_nobody()
+			if not nobody then
+				pending("needs root, setpriv and a checkout an unprivileged user can read")
 				return
 			end
 			local uuid = backdated("demo/app")
 			H.sh("chmod -R a+rX " .. q(root) .. " && chmod a+rx " .. q(root:match("^(.*)/[^/]*$")))
-			local as_nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups env"
-			local code, out = H.exec({ "purge", root, "--older-than", "1d", "--dry-run" }, as_nobody)
+			local code, out = H.exec({ "purge", root, "--older-than", "1d", "--dry-run" }, nobody)
 			assert.equal(0, code)
 			assert.matches("would remove demo/app " .. uuid, out, 1, true)
 			local err
-			code, out, err = H.exec({ "purge", root, "--older-than", "1d" }, as_nobody)
+			code, out, err = H.exec({ "purge", root, "--older-than", "1d" }, nobody)
 			assert.equal(1, code, err)
 			assert.matches("kept demo/app " .. uuid, err, 1, true)
 			assert.equal(1, #uploads(root))
@@ -217,6 +229,19 @@ describe("layerup cli conventions", function()
 			local code, _, err = H.exec { "push", root, "demo/app", root }
 			assert.equal(1, code)
 			assert.matches("is a directory", err, 1, true)
+		end)
+
+		it("push of an unreadable file fails (exit 1) before any upload exists", function()
+			local nobody = as_nobody()
+			if not nobody then
+				pending("needs root, setpriv and a checkout an unprivileged user can read")
+				return
+			end
+			H.sh("chmod 000 " .. q(file) .. " && chmod a+rwx " .. q(root))
+			local code, _, err = H.exec({ "push", root, "demo/app", file }, nobody)
+			assert.equal(1, code)
+			assert.matches("^layerup: IO: cannot open ", err)
+			assert.is_nil(H.read(root .. V2 .. "/repositories/demo/app/_uploads"))
 		end)
 	end)
 
