@@ -13,12 +13,19 @@
 --   link.missing link.malformed link.mismatch link.dangling
 --   manifest.missing manifest.malformed manifest.mismatch manifest.dangling
 --   tag.unknown_revision upload.orphan dir.unreadable
+--   tree.symlink (a symlink below the root: never followed, so every walk
+--   ends) temporary.stale (a ".lup~<hex>" file of a write killed before its
+--   rename, older than a minute; `layerup purge` removes it)
 -- Warning kinds: upload.cancelled (the registry's normal leftover of a
 -- cancelled upload: nothing but hashstates/sha256/0).
 
 local M = {}
 
 local PIECE = 1048576
+
+-- Temporaries older than this are debris of a killed write (put_content
+-- keeps one for milliseconds).
+M.STALE_TEMP_SECONDS = 60
 local HEX64 = "^" .. ("[0-9a-f]"):rep(64) .. "$"
 
 local function basename(p) return (p:gsub("/+$", ""):match("([^/]+)$")) or p end
@@ -40,7 +47,7 @@ function M.run(d, opts)
 	end
 
 	local problems, warnings = {}, {}
-	local counts = { blobs = 0, links = 0, manifests = 0, uploads = 0 }
+	local counts = { blobs = 0, links = 0, manifests = 0, uploads = 0, temporaries = 0 }
 	local function problem(kind, path, msg)
 		problems[#problems + 1] = { kind = kind, path = path, message = msg }
 	end
@@ -48,20 +55,37 @@ function M.run(d, opts)
 		warnings[#warnings + 1] = { kind = kind, path = path, message = msg }
 	end
 
+	-- A driver that confines paths to its root answers a symlink below it
+	-- with INVALID_PATH: reported as tree.symlink, never followed.
+	local function symlink(err, path)
+		if type(err) == "table" and err.code == "INVALID_PATH" then
+			problem("tree.symlink", err.path or path, errmsg(err))
+			return true
+		end
+		return false
+	end
+
 	-- Child names of a directory; a missing one is empty, an unreadable
 	-- one is reported.
 	local function children(path)
 		local list, err = d:list(path)
-		if not list and not (type(err) == "table" and err.code == "PATH_NOT_FOUND") then
+		if not list and not (type(err) == "table" and err.code == "PATH_NOT_FOUND")
+			and not symlink(err, path) then
 			problem("dir.unreadable", path, errmsg(err))
 		end
 		local names = {}
 		for i, c in ipairs(list or {}) do names[i] = basename(c) end
 		return names
 	end
-	local function exists(path) return d:stat(path) ~= nil end
+	-- stat(path) -> st | nil, was_symlink
+	local function stat(path)
+		local st, err = d:stat(path)
+		if not st then return nil, symlink(err, path) end
+		return st
+	end
+	local function exists(path) return stat(path) ~= nil end
 	local function is_dir(path)
-		local s = d:stat(path)
+		local s = stat(path)
 		return s and s.dir
 	end
 
@@ -91,7 +115,10 @@ function M.run(d, opts)
 				problem("blob.misplaced", dir, "directory name is not the blob's sha256 under its prefix")
 			else
 				local data = layout.blob_data("sha256:" .. hex)
-				if not exists(data) then
+				local st, link = stat(data)
+				if link then
+					-- reported; its target is not ours to read
+				elseif not st then
 					problem("blob.no_data", dir, "blob directory without data")
 				else
 					local got, err = hash(data)
@@ -108,9 +135,11 @@ function M.run(d, opts)
 	-- A link file under <dir>/<alg>/<hex>/link (layers and revisions):
 	-- holds "alg:hex" naming an existing blob.  prefix: "link" or "manifest".
 	local function check_link(link, alg, hex, prefix)
-		local target = d:get_content(link)
+		local target, err = d:get_content(link)
 		if not target then
-			problem(prefix .. ".missing", link, "directory without a link file")
+			if not symlink(err, link) then
+				problem(prefix .. ".missing", link, "directory without a link file")
+			end
 			return nil
 		end
 		if not layout.valid_digest(target) then
@@ -173,8 +202,11 @@ function M.run(d, opts)
 			local dir = path .. "/" .. id
 			counts.uploads = counts.uploads + 1
 			local missing = {}
-			if not exists(dir .. "/startedat") then missing[#missing + 1] = "startedat" end
-			if not exists(dir .. "/data") then missing[#missing + 1] = "data" end
+			local _, linked = stat(dir)
+			for _, f in ipairs(linked and {} or { "startedat", "data" }) do
+				local st, link = stat(dir .. "/" .. f)
+				if not st and not link then missing[#missing + 1] = f end
+			end
 			if #missing == 2 then
 				local top, hs, states = children(dir), children(dir .. "/hashstates"),
 					children(dir .. "/hashstates/sha256")
@@ -207,6 +239,17 @@ function M.run(d, opts)
 		end
 	end
 	walk(layout.repositories, 0)
+
+	-- Stale temporaries (".lup~<hex>"), where the driver can list them.
+	if d.temporaries then
+		for _, top in ipairs { layout.repositories, layout.blobs } do
+			for _, t in ipairs(d:temporaries(top, M.STALE_TEMP_SECONDS) or {}) do
+				counts.temporaries = counts.temporaries + 1
+				problem("temporary.stale", t.path, ("%d-byte temporary of an interrupted write " ..
+					"(`layerup purge` removes it)"):format(t.size or 0))
+			end
+		end
+	end
 
 	return { ok = #problems == 0, counts = counts, problems = problems, warnings = warnings }
 end

@@ -9,8 +9,9 @@ return {
 	text = [[
 Re-hashes every blob under blobs/sha256; checks that every layer link,
 manifest revision link and tag link holds a digest of an existing blob;
-reports orphan uploads (directories without startedat or data) and stale
-temporary files.  Exit status 3 when anything is damaged.  Warnings (the
+reports orphan uploads (directories without startedat or data), symlinks
+in the tree (never followed) and stale temporary files of interrupted
+writes.  Exit status 3 when anything is damaged.  Warnings (the
 registry's normal leftover of a cancelled upload: a lone
 hashstates/sha256/0) are printed but do not change the exit status.  A
 ROOT that is not a store (no docker/registry/v2) fails with exit 1.]],
