@@ -67,7 +67,9 @@ print the exact resume command (exit 130).]],
 		if uuid then
 			up = check(store:resume(repo, uuid))
 		else
-			up = check(store:start(repo))
+			-- The expected size lets an admission policy refuse a push that
+			-- is too large before any byte is written.
+			up = check(store:start(repo, size and { size = size } or nil))
 		end
 		local p = { store = store, repo = repo, file = a.FILE, f = f,
 			size = size, chunk = chunk, up = up, uuid = up.uuid, resumed = uuid ~= nil }
