@@ -53,7 +53,7 @@ local GLOBAL = {
 	{ "--[no-]progress", "force the progress line on or off (default: on a terminal)", nil, true },
 	{ "--config=FILE", "a Lua file returning layerup.open options (policies)" },
 	{ "--max-size=SIZE", "refuse uploads larger than SIZE (SIZE_INVALID)" },
-	{ "--log=FORMAT", "log events as json or logfmt, on stderr or FORMAT:FILE" },
+	{ "--log=FORMAT", "log events (json or logfmt) on stderr; json:FILE or logfmt:FILE appends to FILE" },
 	{ "-h, --help", "show this help", nil, true },
 }
 M.GLOBAL = GLOBAL
@@ -140,7 +140,7 @@ function M.top_help()
 	}
 	for _, name in ipairs(ORDER) do
 		local def = commands[name]
-		lines[#lines + 1] = ("  %-10s %s"):format(name, synopsis(def))
+		lines[#lines + 1] = (("  %-10s %s"):format(name, synopsis(def)):gsub("%s+$", ""))
 		lines[#lines + 1] = ("             %s"):format(def.summary)
 	end
 	local tail = {
