@@ -47,7 +47,7 @@ describe("layerup cli", function()
 			assert.equal(0, code)
 			assert.matches("Usage: layerup COMMAND", out, 1, true)
 			for _, name in ipairs(cli.commands) do
-				assert.matches("\n  " .. name .. " ", out, 1, true)
+				assert.matches("\n  " .. name .. "[ \n]", out)
 			end
 			assert.matches("130 interrupted", out, 1, true)
 		end)
