@@ -157,7 +157,11 @@ static int upload_write_at(lua_State *L)
 {
 	lup_lua_policy *pol;
 	lua_upload *lu = check_open(L, &pol);
-	int64_t off = lup_lua_checkcount(L, 2, 2, "offset", 0);
+	/* Any integer: an offset that is not the current size (negative,
+	 * math.maxinteger) is the client's mistake, answered RANGE_INVALID
+	 * by the core, which only compares it.  NaN, fractions and strings
+	 * raise (luaL_checkinteger never converts them). */
+	int64_t off = (int64_t)luaL_checkinteger(L, 2);
 	lup_error err;
 	int rc;
 
