@@ -23,7 +23,10 @@ M.driver_ops = { "get_content", "put_content", "stat", "list", "move", "delete",
 M.reader_ops = { "read", "close" }
 M.writer_ops = { "write", "size", "commit", "cancel", "close" }
 
-local pack, unpack = table.pack, table.unpack
+local pack = table.pack or function(...) -- LuaJIT has neither
+	return { n = select("#", ...), ... }
+end
+local unpack = table.unpack or unpack
 
 local function wrap_object(obj, kind, ops, path, around)
 	local w = {}
