@@ -272,7 +272,7 @@ int64_t lup_lua_checkcount(lua_State *L, int idx, int arg, const char *what,
 	if (lua_type(L, idx) != LUA_TNUMBER)
 		return luaL_argerror(L, arg, lua_pushfstring(L,
 			"%s must be a number, got %s", what, luaL_typename(L, idx)));
-	if (lua_isinteger(L, idx)) {
+	if (lup_isinteger(L, idx)) {
 		i = lua_tointeger(L, idx);
 		if (i < 0 || i > (lua_Integer)LUP_LUA_MAX_COUNT)
 			return luaL_argerror(L, arg, lua_pushfstring(L,

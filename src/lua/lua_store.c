@@ -65,7 +65,7 @@ static hook_call *hook_begin(lua_State *L)
 static int raised_body(lua_State *L)
 {
 	hook_call *h = lua_touserdata(L, 2);
-	const char *m = luaL_tolstring(L, 1, NULL);
+	const char *m = lup_tolstring(L, 1, NULL);
 
 	snprintf(h->raised, sizeof(h->raised), "%s", m);
 	return 0;
@@ -228,9 +228,9 @@ static int link_body(lua_State *L)
 		}
 		return 0;
 	}
-	n = luaL_len(L, list); /* may run __len: protected */
+	n = lup_len(L, list); /* may run __len: protected */
 	for (lua_Integer i = 1; h->rc == 0 && i <= n; i++) {
-		lua_geti(L, list, i); /* may run __index */
+		lup_geti(L, list, i); /* may run __index */
 		if (!lua_istable(L, -1)) {
 			h->rc = lup_error_set(h->err, LUP_EIO, NULL,
 					      "link policy entry %lld is not a table",
@@ -288,7 +288,7 @@ static int admit_body(lua_State *L)
 	else
 		h->rc = lup_error_set(h->err, LUP_EDENIED, NULL,
 				      "upload to %s denied: %s", ctx->repo,
-				      luaL_tolstring(L, -1, NULL));
+				      lup_tolstring(L, -1, NULL));
 	return 0;
 }
 
@@ -553,7 +553,7 @@ static int store_start(lua_State *L)
 			if (lua_type(L, -2) != LUA_TSTRING ||
 			    strcmp(lua_tostring(L, -2), "size") != 0)
 				luaL_argerror(L, 3, lua_pushfstring(L,
-					"unknown option '%s'", luaL_tolstring(L, -2, NULL)));
+					"unknown option '%s'", lup_tolstring(L, -2, NULL)));
 			lua_pop(L, 1);
 		}
 		lua_getfield(L, 3, "size");
