@@ -365,6 +365,12 @@ describe("layerup.open options", function()
 		assert.truthy(open_error("nope"):find("options table expected", 1, true))
 	end)
 
+	it("refuses a root with a NUL byte instead of cutting it short", function()
+		local ok, err = pcall(layerup.open, root .. "/x\0y")
+		assert.is_false(ok)
+		assert.truthy(tostring(err):find("NUL", 1, true), tostring(err))
+	end)
+
 	it("accepts false for a policy and a callable table", function()
 		local callable = setmetatable({}, { __call = function() return true end })
 		assert(layerup.open(root, { retry = false, admit = callable }))

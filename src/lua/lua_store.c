@@ -437,8 +437,14 @@ static int store_open(lua_State *L)
 		luaL_checktype(L, 2, LUA_TTABLE);
 		check_opts(L, 2);
 	}
-	if (lua_type(L, 1) != LUA_TSTRING)
+	if (lua_type(L, 1) == LUA_TSTRING) {
+		size_t len;
+
+		luaL_argcheck(L, strlen(lua_tolstring(L, 1, &len)) == len, 1,
+			      "root contains a NUL byte");
+	} else {
 		lup_lua_check_driver(L, 1);
+	}
 	ls = lup_newuserdata(L, sizeof(*ls), 1);
 	memset(ls, 0, sizeof(*ls));
 	ls->store = NULL;
@@ -454,7 +460,7 @@ static int store_open(lua_State *L)
 			fo.fsync = lua_toboolean(L, -1);
 			lua_pop(L, 1);
 		}
-		if (lup_driver_filesystem(&d, lup_lua_checkname(L, 1), &fo, &err) != 0)
+		if (lup_driver_filesystem(&d, lua_tostring(L, 1), &fo, &err) != 0)
 			return lup_lua_fail(L, &err);
 		lup_lua_push_driver(L, d); /* takes our reference */
 	} else {
