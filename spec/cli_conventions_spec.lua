@@ -287,20 +287,24 @@ describe("layerup cli conventions", function()
 	end)
 
 	describe("hints", function()
+		-- From stdin the size is not known up front, so --max-size stops the
+		-- transfer midway and the upload is kept.
 		it("name the command as invoked", function()
-			local code, _, err = H.run({ "push", root, "demo/app", file, "--max-size", "1KiB", "--force" },
-				{ prog = "/opt/lup/bin/layerup" })
+			local f = assert(io.open(file, "rb"))
+			local code, _, err = H.run({ "push", root, "demo/app", "-", "--max-size", "1KiB", "--chunk", "512" },
+				{ prog = "/opt/lup/bin/layerup", stdin = f })
+			f:close()
 			assert.equal(1, code)
 			assert.matches("layerup: SIZE_INVALID: ", err, 1, true)
 			local uuid = uploads(root)[1].uuid
-			assert.matches("to resume: /opt/lup/bin/layerup resume " .. root .. " demo/app " .. uuid .. " " .. file,
+			assert.matches("to resume: /opt/lup/bin/layerup resume " .. root .. " demo/app " .. uuid .. " -",
 				err, 1, true)
 		end)
 
 		it("bare name when $PATH finds the command", function()
 			local dir = H.tmpdir()
 			assert(H.sh(("ln -s %s %s/layerup"):format(q(os.getenv("PWD") .. "/bin/layerup"), q(dir))) == 0)
-			local code = H.sh(("PATH=%s layerup push %s demo/app %s --max-size 1KiB 2>%s/err"):format(
+			local code = H.sh(("PATH=%s layerup push %s demo/app - --max-size 1KiB <%s 2>%s/err"):format(
 				q(dir .. ":" .. os.getenv("PATH")), q(root), q(file), q(dir)))
 			local err = H.read(dir .. "/err")
 			H.rm(dir)
@@ -549,10 +553,18 @@ describe("layerup cli conventions", function()
 			local code, _, err = H.run { "push", root, "demo/app", file, "--config", conf }
 			assert.equal(1, code)
 			assert.matches("layerup: SIZE_INVALID: ", err, 1, true)
-			assert.matches("upload.start", H.read(log), 1, true)
 			-- flags on top of the file
 			code = H.run { "push", root, "demo/app", file, "--config", conf, "--max-size", "1MiB" }
 			assert.equal(0, code)
+			assert.matches("upload.start", H.read(log), 1, true)
+		end)
+
+		it("--max-size refuses a file that is too large before an upload exists (exit 1)", function()
+			local code, _, err = H.run { "push", root, "demo/app", file, "--max-size", "4KiB" }
+			assert.equal(1, code)
+			assert.matches("layerup: SIZE_INVALID: ", err, 1, true)
+			assert.equal(0, #uploads(root))
+			assert.equal(0, (H.run { "push", root, "demo/app", file, "--max-size", "5000" }))
 		end)
 
 		it("a broken --config is a usage error (exit 2)", function()
