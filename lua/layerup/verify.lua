@@ -41,9 +41,9 @@ function M.run(d, opts)
 
 	local st = d:stat(layout.root)
 	if not st or not st.dir then
-		return nil, setmetatable({ code = "PATH_NOT_FOUND",
-			message = "not a store: no " .. layout.root:sub(2) .. " directory under the root" },
-			{ __tostring = function(e) return e.code .. ": " .. e.message end })
+		local core = require "layerup.core"
+		return nil, core.error("PATH_NOT_FOUND",
+			"not a store: no " .. layout.root:sub(2) .. " directory under the root")
 	end
 
 	local problems, warnings = {}, {}
