@@ -226,6 +226,7 @@ static int w_write(lup_writer *lw, const void *buf, size_t n, lup_error *err)
 			take = n;
 		if (lup_buf_append(&w->buf, p, take))
 			return oom(err);
+		w->tail_stored = 0; /* buf grew past what the tail holds */
 		p += take;
 		n -= take;
 		if (w->buf.len == ps) {
