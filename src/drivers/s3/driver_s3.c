@@ -124,16 +124,23 @@ int s3_list_uploads(s3_driver *d, const char *key_prefix, lup_strlist *out,
 				umark = s3_xml_text(v, vl);
 		}
 		while (s3_xml_next(p, end, "Upload", &v, &vl, &next) == 0) {
-			const char *kv, *iv;
-			size_t kl, il;
+			const char *kv, *iv, *tv;
+			size_t kl, il, tl;
 			if (s3_xml_next(v, v + vl, "Key", &kv, &kl, NULL) == 0 &&
 			    s3_xml_next(v, v + vl, "UploadId", &iv, &il, NULL) ==
 				    0) {
 				char *k = s3_xml_text(kv, kl), *id = s3_xml_text(iv, il);
-				int bad = !k || !id || lup_strlist_push(out, k) ||
-					  lup_strlist_push(out, id);
+				char *t = s3_xml_next(v, v + vl, "Initiated", &tv,
+						      &tl, NULL) == 0
+						  ? s3_xml_text(tv, tl)
+						  : strdup("");
+				int bad = !k || !id || !t ||
+					  lup_strlist_push(out, k) ||
+					  lup_strlist_push(out, id) ||
+					  lup_strlist_push(out, t);
 				free(k);
 				free(id);
+				free(t);
 				if (bad) {
 					rc = oom(err);
 					break;
@@ -160,7 +167,7 @@ int s3_find_upload(s3_driver *d, const char *key, char **id, lup_error *err)
 		return rc;
 	/* Several uploads on one key (the registry never aborts the old
 	 * ones): the last listed is the newest on RGW and AWS. */
-	for (size_t i = 0; i + 1 < ups.count; i += 2)
+	for (size_t i = 0; i + 2 < ups.count; i += 3)
 		if (strcmp(ups.items[i], key) == 0) {
 			free(*id);
 			if (!(*id = strdup(ups.items[i + 1]))) {
@@ -403,12 +410,24 @@ static int upload_size(s3_driver *d, const char *key, const char *id,
 	return rc;
 }
 
+/* "2026-12-02T20:14:29.000Z" -> ns since the epoch (0 if unreadable). */
+static int64_t iso8601_ns(const char *s)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof tm);
+	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+		return 0;
+	return (int64_t)timegm(&tm) * 1000000000;
+}
+
 static int s3_stat(lup_driver *drv, const char *path, lup_stat *out,
 		   lup_error *err)
 {
 	s3_driver *d = S3(drv);
 	char *key = s3_key(d, path), *dp = NULL, *id = NULL;
 	s3_listing l = {0};
+	int64_t started = 0;
 	int rc;
 
 	memset(out, 0, sizeof *out);
@@ -444,15 +463,41 @@ static int s3_stat(lup_driver *drv, const char *path, lup_stat *out,
 		out->is_dir = 1;
 		goto out;
 	}
-	/* An unfinished multipart upload is the registry's in-progress data. */
-	if ((rc = s3_find_upload(d, key, &id, err)) != 0)
-		goto out;
+	{
+		/* An unfinished multipart upload at key is the registry's
+		 * in-progress data; uploads below key make it a directory. */
+		lup_strlist ups = {0};
+		size_t kl = strlen(key);
+		int below = 0;
+		if ((rc = s3_list_uploads(d, key, &ups, err)) != 0)
+			goto out;
+		for (size_t i = 0; i + 2 < ups.count; i += 3) {
+			if (strcmp(ups.items[i], key) == 0) {
+				free(id);
+				if (!(id = strdup(ups.items[i + 1]))) {
+					lup_strlist_free(&ups);
+					rc = oom(err);
+					goto out;
+				}
+				started = iso8601_ns(ups.items[i + 2]);
+			} else if (strncmp(ups.items[i], key, kl) == 0 &&
+				   ups.items[i][kl] == '/') {
+				below = 1;
+			}
+		}
+		lup_strlist_free(&ups);
+		if (below) {
+			out->is_dir = 1;
+			goto out;
+		}
+	}
 	if (id) {
 		rc = upload_size(d, key, id, &out->size, err);
 		if (rc == LUP_EPATH_NOT_FOUND)
 			rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
 					   "no such file or directory");
-		out->mtime_ns = (int64_t)time(NULL) * 1000000000;
+		/* Its start: purge ages an orphaned upload by it. */
+		out->mtime_ns = started;
 		goto out;
 	}
 	rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
@@ -517,17 +562,21 @@ static int s3_list(lup_driver *drv, const char *path, lup_strlist *out,
 			continue;
 		rc = push_child(d, out, l.prefixes.items[i], n ? n - 1 : 0, err);
 	}
-	/* Unfinished multipart uploads directly below are files too. */
+	/* Unfinished multipart uploads are files too (an upload's data), and
+	 * make their directories exist even when no object lies there. */
 	if (rc == 0 && (rc = s3_list_uploads(d, dp, &ups, err)) == 0) {
-		for (i = 0; rc == 0 && i + 1 < ups.count; i += 2) {
-			const char *k = ups.items[i];
-			if (strchr(k + dl, '/'))
+		for (i = 0; rc == 0 && i + 2 < ups.count; i += 3) {
+			const char *k = ups.items[i], *slash;
+			size_t kl;
+			if (strncmp(k, dp, dl) != 0 || internal_key(d, k))
 				continue;
-			char *p = s3_path(d, k, strlen(k));
+			slash = strchr(k + dl, '/');
+			kl = slash ? (size_t)(slash - k) : strlen(k);
+			char *p = s3_path(d, k, kl);
 			int dup = 0;
 			for (size_t j = 0; p && j < out->count; j++)
 				dup |= strcmp(out->items[j], p) == 0;
-			if (p && !dup && lup_strlist_push(out, p))
+			if (!p || (!dup && lup_strlist_push(out, p)))
 				rc = oom(err);
 			free(p);
 		}
@@ -744,7 +793,7 @@ static int abort_uploads(s3_driver *d, const char *key, const char *dp,
 	lup_strlist ups = {0};
 	int rc = s3_list_uploads(d, key, &ups, err);
 
-	for (size_t i = 0; rc == 0 && i + 1 < ups.count; i += 2) {
+	for (size_t i = 0; rc == 0 && i + 2 < ups.count; i += 3) {
 		const char *k = ups.items[i];
 		if (strcmp(k, key) != 0 && strncmp(k, dp, strlen(dp)) != 0)
 			continue; /* a sibling sharing the prefix: not ours */

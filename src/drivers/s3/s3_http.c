@@ -416,7 +416,8 @@ int s3_xml_next(const char *p, const char *end, const char *tag,
 		if (!lt || (size_t)(end - lt) < tl + 2)
 			return -1;
 		if (memcmp(lt + 1, tag, tl) == 0 &&
-		    (lt[tl + 1] == '>' || lt[tl + 1] == ' ')) {
+		    (lt[tl + 1] == '>' || lt[tl + 1] == ' ' ||
+		     lt[tl + 1] == '/')) {
 			const char *gt = memchr(lt, '>', (size_t)(end - lt));
 			if (!gt)
 				return -1;

@@ -100,8 +100,9 @@ typedef struct s3_parts {
 /* Newest in-progress multipart upload whose key is exactly key: upload id
  * into id (heap) or *id = NULL when there is none. */
 int s3_find_upload(s3_driver *d, const char *key, char **id, lup_error *err);
-/* Every in-progress multipart upload under key_prefix (key, id pairs as a
- * flat list: items[2i] key, items[2i+1] id). */
+/* Every in-progress multipart upload under key_prefix, as a flat list of
+ * triples: items[3i] key, items[3i+1] upload id, items[3i+2] its start
+ * (ISO 8601, "" when the server gave none). */
 int s3_list_uploads(s3_driver *d, const char *key_prefix, lup_strlist *out,
 		    lup_error *err);
 int s3_list_parts(s3_driver *d, const char *key, const char *id,

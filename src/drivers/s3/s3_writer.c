@@ -592,7 +592,7 @@ int s3_writer_open(s3_driver *d, const char *path, int append,
 		 * registry's TODO), so abort them first. */
 		lup_strlist ups = {0};
 		rc = s3_list_uploads(d, w->key, &ups, err);
-		for (size_t i = 0; rc == 0 && i + 1 < ups.count; i += 2)
+		for (size_t i = 0; rc == 0 && i + 2 < ups.count; i += 3)
 			if (strcmp(ups.items[i], w->key) == 0)
 				rc = s3_abort(d, w->key, ups.items[i + 1], err);
 		lup_strlist_free(&ups);
