@@ -34,7 +34,8 @@ typedef struct lup_s3_options {
 	int64_t part_size;      /* multipart part size, >= 5 MiB; 0: 10 MiB */
 	long timeout_s;         /* per request, 0: 300 s */
 	int64_t lock_ttl_s;     /* a lock whose holder died is taken over
-				 * after this many seconds; 0: 900 */
+				 * after this many seconds (live holders
+				 * renew theirs as they send); 0: 60 */
 } lup_s3_options;
 
 #define LUP_S3_OPTIONS_INIT { LUP_S3_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, \

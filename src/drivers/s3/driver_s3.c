@@ -9,7 +9,8 @@
  *
  * Locks are lease objects created with `If-None-Match: *` (one winner); a
  * lease older than lock_ttl_s is taken over with `If-Match: <etag>` (again
- * one winner), so a writer that died does not hold its upload forever.
+ * one winner), so a writer that died does not hold its upload forever;
+ * live writers renew their leases as they send parts.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -676,15 +677,25 @@ static int s3_open_reader(lup_driver *drv, const char *path, int64_t offset,
 		return oom(err);
 	}
 	q = (s3_req){.method = "HEAD", .key = r->key, .head = 1};
-	if ((rc = s3_do(d, &q, &resp, err)) == 0 && resp.status != 200) {
-		if (resp.status == 404) {
-			/* An unfinished upload has no object to read. */
-			rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
-					   "no such file (or an unfinished "
-					   "multipart upload)");
-		} else {
-			rc = s3_fail(&resp, "HEAD", path, err);
+	rc = s3_do(d, &q, &resp, err);
+	if (rc == 0 && resp.status == 404) {
+		/* An unfinished upload has no object to read: complete it
+		 * first (only a resume re-hashing after a crash gets here). */
+		char *id = NULL;
+		if ((rc = s3_find_upload(d, r->key, &id, err)) == 0 && id &&
+		    (rc = s3_materialize(d, r->key, id, err)) == 0) {
+			s3_resp_free(&resp);
+			memset(&resp, 0, sizeof resp);
+			rc = s3_do(d, &q, &resp, err);
 		}
+		free(id);
+	}
+	if (rc == 0 && resp.status != 200) {
+		if (resp.status == 404)
+			rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
+					   "no such file");
+		else
+			rc = s3_fail(&resp, "HEAD", path, err);
 	}
 	if (rc) {
 		s3_resp_free(&resp);
@@ -930,10 +941,46 @@ out:
 
 /* ---- locks ------------------------------------------------------------- */
 
-typedef struct {
+typedef struct s3_lock_tok {
+	struct s3_lock_tok *next; /* the driver's held leases */
 	char *key;
 	char token[33];
+	char etag[128];
+	int64_t renewed; /* unix seconds */
 } s3_lock_tok;
+
+static void lease_body(const s3_driver *d, const s3_lock_tok *t, char *out,
+		       size_t n)
+{
+	snprintf(out, n, "%s %lld", t->token,
+		 (long long)time(NULL) + (long long)d->lock_ttl_s);
+}
+
+void s3_renew_locks(s3_driver *d)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	/* Renew each lease a third into its life, so that a live writer
+	 * never loses it (a request is far shorter than lock_ttl/3). */
+	pthread_mutex_lock(&d->lock_mu);
+	for (s3_lock_tok *t = d->locks; t; t = t->next) {
+		char body[96];
+		s3_req r;
+		s3_resp resp = {0};
+		if (now - t->renewed < d->lock_ttl_s / 3)
+			continue;
+		lease_body(d, t, body, sizeof body);
+		r = (s3_req){.method = "PUT", .key = t->key, .body = body,
+			     .blen = strlen(body), .sign_payload = 1};
+		r.hdr[r.nh++] = (s3_kv){"if-match", t->etag};
+		if (s3_do(d, &r, &resp, NULL) == 0 && resp.status == 200) {
+			snprintf(t->etag, sizeof t->etag, "%s", resp.etag);
+			t->renewed = now;
+		}
+		s3_resp_free(&resp);
+	}
+	pthread_mutex_unlock(&d->lock_mu);
+}
 
 static int s3_lock(lup_driver *drv, const char *path, void **token,
 		   lup_error *err)
@@ -960,8 +1007,7 @@ static int s3_lock(lup_driver *drv, const char *path, void **token,
 		 d->prefix[0] ? "/" : "", path);
 	for (int i = 0; i < 16; i++)
 		snprintf(t->token + 2 * i, 3, "%02x", rnd[i]);
-	snprintf(body, sizeof body, "%s %lld", t->token,
-		 (long long)time(NULL) + (long long)d->lock_ttl_s);
+	lease_body(d, t, body, sizeof body);
 
 	r = (s3_req){.method = "PUT", .key = lk, .body = body,
 		     .blen = strlen(body), .sign_payload = 1};
@@ -1011,9 +1057,17 @@ static int s3_lock(lup_driver *drv, const char *path, void **token,
 		rc = s3_fail(&resp, "PUT lock", path, err);
 		goto fail;
 	}
+	/* The etag (unquoted: RGW compares If-Match without quotes) is what
+	 * a renewal must still find. */
+	snprintf(t->etag, sizeof t->etag, "%s", resp.etag);
+	t->renewed = (int64_t)time(NULL);
 	s3_resp_free(&resp);
 	t->key = lk;
 	free(k);
+	pthread_mutex_lock(&d->lock_mu);
+	t->next = d->locks;
+	d->locks = t;
+	pthread_mutex_unlock(&d->lock_mu);
 	*token = t;
 	return 0;
 fail:
@@ -1027,10 +1081,18 @@ fail:
 static void s3_unlock(lup_driver *drv, void *token)
 {
 	s3_driver *d = S3(drv);
-	s3_lock_tok *t = token;
+	s3_lock_tok *t = token, **pp;
 	lup_buf cur = {0};
 	s3_req r = {.method = "GET", .key = t->key, .sink = &cur};
 	s3_resp resp = {0};
+
+	pthread_mutex_lock(&d->lock_mu);
+	for (pp = &d->locks; *pp; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	pthread_mutex_unlock(&d->lock_mu);
 
 	/* Remove the lease only while it is still ours. */
 	if (s3_do(d, &r, &resp, NULL) == 0 && resp.status == 200 &&
@@ -1051,6 +1113,7 @@ static void s3_free(lup_driver *drv)
 	for (int i = 0; i < d->npool; i++)
 		curl_easy_cleanup(d->pool[i]);
 	pthread_mutex_destroy(&d->mu);
+	pthread_mutex_destroy(&d->lock_mu);
 	if (d->secret_key)
 		OPENSSL_cleanse(d->secret_key, strlen(d->secret_key));
 	free(d->endpoint);
@@ -1131,6 +1194,11 @@ int lup_driver_s3(lup_driver **out, const lup_s3_options *o, lup_error *err)
 		free(d);
 		return oom(err);
 	}
+	if (pthread_mutex_init(&d->lock_mu, NULL) != 0) {
+		pthread_mutex_destroy(&d->mu);
+		free(d);
+		return oom(err);
+	}
 	{
 		size_t hl = strlen(hostpart);
 		while (hl && hostpart[hl - 1] == '/')
@@ -1175,7 +1243,7 @@ int lup_driver_s3(lup_driver **out, const lup_s3_options *o, lup_error *err)
 	d->verify_tls = !o->no_verify_tls;
 	d->timeout_s = o->timeout_s > 0 ? o->timeout_s : 300;
 	d->part_size = o->part_size ? (size_t)o->part_size : 10 * 1024 * 1024;
-	d->lock_ttl_s = o->lock_ttl_s > 0 ? o->lock_ttl_s : 900;
+	d->lock_ttl_s = o->lock_ttl_s > 0 ? o->lock_ttl_s : 60;
 	if (bad) {
 		s3_free(&d->base);
 		return oom(err);

@@ -36,6 +36,8 @@ typedef struct s3_driver {
 	pthread_mutex_t mu; /* guards pool */
 	void *pool[S3_POOL];
 	int npool;
+	pthread_mutex_t lock_mu; /* guards locks */
+	struct s3_lock_tok *locks; /* leases held through this driver */
 	lup_s3_counters_atomic ctr;
 } s3_driver;
 
@@ -110,9 +112,17 @@ int s3_list_parts(s3_driver *d, const char *key, const char *id,
 int s3_abort(s3_driver *d, const char *key, const char *id, lup_error *err);
 void s3_parts_free(s3_parts *p);
 
+/* Renew the leases this driver holds that are a third into their life. */
+void s3_renew_locks(s3_driver *d);
+
 /* The writer (s3_writer.c). */
 int s3_writer_open(s3_driver *d, const char *path, int append,
 		   lup_writer **out, lup_error *err);
+/* Complete the unfinished upload id at key so that its bytes can be read
+ * (a resume that must re-hash a gap after a crash).  A later writer with
+ * append continues from the object (server-side copy). */
+int s3_materialize(s3_driver *d, const char *key, const char *id,
+		   lup_error *err);
 /* The key of the durable tail object kept for the multipart upload of key. */
 char *s3_tail_key(const s3_driver *d, const char *key);
 

@@ -36,6 +36,7 @@ typedef struct {
 	int64_t parts_size;
 	lup_buf buf;    /* bytes not yet in a kept part */
 	int tail_stored; /* the tail object holds buf's current prefix */
+	int readopted;  /* readopt ran once: never loop on a vanished upload */
 	int state;
 } s3_writer;
 
@@ -188,7 +189,7 @@ static int next_number(const s3_writer *w)
 	return (int)w->parts.count + 1;
 }
 
-/* Send buf[0..n) as the next kept part and drop it from buf. */
+/* Send n bytes as the next kept part. */
 static int flush_full(s3_writer *w, const void *data, size_t n,
 		      lup_error *err)
 {
@@ -200,7 +201,77 @@ static int flush_full(s3_writer *w, const void *data, size_t n,
 				     "more than 10000 parts: raise part_size");
 	if ((rc = upload_part(w, num, data, n, etag, err)) != 0)
 		return rc;
+	s3_renew_locks(w->d);
 	return keep_part(w, num, (int64_t)n, etag, err);
+}
+
+static int adopt_object(s3_writer *w, int64_t size, lup_error *err);
+
+/* The multipart upload went away under this writer: a reader completed it
+ * to re-hash a gap (s3_materialize), so its bytes are now an object.
+ * Continue from that object, keeping the bytes of ours it lacks. */
+static int readopt(s3_writer *w, lup_error *err)
+{
+	s3_req r = {.method = "HEAD", .key = w->key, .head = 1};
+	s3_resp resp = {0};
+	int64_t obj, total = w->parts_size + (int64_t)w->buf.len, keep;
+	unsigned char *tmp = NULL;
+	int rc;
+
+	if (w->readopted)
+		return lup_error_set(err, LUP_EPATH_NOT_FOUND, NULL,
+				     "the multipart upload is gone");
+	w->readopted = 1;
+	if ((rc = s3_do(w->d, &r, &resp, err)) != 0)
+		return rc;
+	obj = resp.length;
+	if (resp.status != 200) {
+		rc = resp.status == 404
+			     ? lup_error_set(err, LUP_EPATH_NOT_FOUND, NULL,
+					     "the multipart upload is gone")
+			     : s3_fail(&resp, "HEAD", NULL, err);
+		s3_resp_free(&resp);
+		return rc;
+	}
+	s3_resp_free(&resp);
+	keep = total - obj;
+	if (obj < 0 || keep < 0 || keep > (int64_t)w->buf.len)
+		return lup_error_set(err, LUP_EIO, NULL,
+				     "the upload changed under this writer "
+				     "(%lld bytes stored, %lld expected)",
+				     (long long)obj, (long long)total);
+	if (keep && !(tmp = malloc((size_t)keep)))
+		return oom(err);
+	if (keep)
+		memcpy(tmp, w->buf.data + w->buf.len - keep, (size_t)keep);
+	s3_parts_free(&w->parts);
+	w->parts_size = 0;
+	w->buf.len = 0;
+	w->tail_stored = 0;
+	rc = adopt_object(w, obj, err);
+	if (rc == 0 && keep && lup_buf_append(&w->buf, tmp, (size_t)keep))
+		rc = oom(err);
+	free(tmp);
+	return rc;
+}
+
+/* Send full parts from buf while it holds one. */
+static int drain(s3_writer *w, lup_error *err)
+{
+	size_t ps = w->d->part_size;
+	int rc;
+
+	while (w->buf.len >= ps) {
+		rc = flush_full(w, w->buf.data, ps, err);
+		if (rc == LUP_EPATH_NOT_FOUND && readopt(w, err) == 0)
+			continue; /* buf was rebuilt */
+		if (rc)
+			return rc;
+		memmove(w->buf.data, w->buf.data + ps, w->buf.len - ps);
+		w->buf.len -= ps;
+		w->tail_stored = 0;
+	}
+	return 0;
 }
 
 static int w_write(lup_writer *lw, const void *buf, size_t n, lup_error *err)
@@ -215,13 +286,16 @@ static int w_write(lup_writer *lw, const void *buf, size_t n, lup_error *err)
 	while (n > 0) {
 		if (w->buf.len == 0 && n >= ps) {
 			/* Straight from the caller: no copy. */
-			if ((rc = flush_full(w, p, ps, err)) != 0)
+			rc = flush_full(w, p, ps, err);
+			if (rc == LUP_EPATH_NOT_FOUND && readopt(w, err) == 0)
+				continue;
+			if (rc)
 				return rc;
 			p += ps;
 			n -= ps;
 			continue;
 		}
-		size_t take = ps - w->buf.len;
+		size_t take = w->buf.len < ps ? ps - w->buf.len : 0;
 		if (take > n)
 			take = n;
 		if (lup_buf_append(&w->buf, p, take))
@@ -229,14 +303,10 @@ static int w_write(lup_writer *lw, const void *buf, size_t n, lup_error *err)
 		w->tail_stored = 0; /* buf grew past what the tail holds */
 		p += take;
 		n -= take;
-		if (w->buf.len == ps) {
-			if ((rc = flush_full(w, w->buf.data, ps, err)) != 0) {
-				/* Keep the bytes: size() still counts them. */
-				return rc;
-			}
-			w->buf.len = 0;
-			w->tail_stored = 0;
-		}
+		/* A failed part keeps its bytes in buf: size() counts them
+		 * and the next write or close sends them. */
+		if ((rc = drain(w, err)) != 0)
+			return rc;
 	}
 	return 0;
 }
@@ -263,11 +333,13 @@ static int delete_key(s3_driver *d, const char *key, lup_error *err)
 
 /* Make buf durable as the last part (see the top of this file); the writer
  * keeps buf, so that later writes extend it into a full part. */
-static int store_tail(s3_writer *w, lup_error *err)
+static int store_tail_once(s3_writer *w, lup_error *err)
 {
 	char etag[128];
 	int num = next_number(w), rc;
 
+	if ((rc = drain(w, err)) != 0)
+		return rc;
 	if (w->buf.len == 0 || w->tail_stored)
 		return 0;
 	if (w->buf.len >= S3_MIN_PART) {
@@ -294,6 +366,15 @@ static int store_tail(s3_writer *w, lup_error *err)
 		return rc;
 	w->tail_stored = 1;
 	return 0;
+}
+
+static int store_tail(s3_writer *w, lup_error *err)
+{
+	int rc = store_tail_once(w, err);
+
+	if (rc == LUP_EPATH_NOT_FOUND && readopt(w, err) == 0)
+		rc = store_tail_once(w, err);
+	return rc;
 }
 
 static int complete(s3_writer *w, lup_error *err)
@@ -339,9 +420,21 @@ static int complete(s3_writer *w, lup_error *err)
 	return rc;
 }
 
+static int commit_once(s3_writer *w, lup_error *err);
+
 static int w_commit(lup_writer *lw, lup_error *err)
 {
 	s3_writer *w = (s3_writer *)lw;
+	int rc = commit_once(w, err);
+
+	if (rc == LUP_EPATH_NOT_FOUND && w->state == W_OPEN &&
+	    readopt(w, err) == 0)
+		rc = commit_once(w, err);
+	return rc;
+}
+
+static int commit_once(s3_writer *w, lup_error *err)
+{
 	char etag[128];
 	int rc;
 
@@ -564,6 +657,43 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 	}
 	s3_parts_free(&all);
 	return 0;
+}
+
+int s3_materialize(s3_driver *d, const char *key, const char *id,
+		   lup_error *err)
+{
+	s3_writer w;
+	s3_parts all = {0};
+	int rc;
+
+	memset(&w, 0, sizeof w);
+	w.d = d;
+	w.key = (char *)key;
+	w.id = (char *)id;
+	if ((rc = s3_list_parts(d, key, id, &all, err)) != 0)
+		return rc;
+	w.parts = all;
+	if (all.count == 0) {
+		/* Nothing sent yet: an empty object says the same. */
+		s3_req r = {.method = "PUT", .key = key, .body = "", .blen = 0,
+			    .sign_payload = 1};
+		s3_resp resp = {0};
+		if ((rc = s3_do(d, &r, &resp, err)) == 0 && resp.status != 200)
+			rc = s3_fail(&resp, "PUT", NULL, err);
+		s3_resp_free(&resp);
+		if (rc == 0)
+			rc = s3_abort(d, key, id, err);
+	} else {
+		rc = complete(&w, err);
+	}
+	s3_parts_free(&all);
+	if (rc == 0) {
+		char *tk = s3_tail_key(d, key);
+		if (tk)
+			delete_key(d, tk, NULL);
+		free(tk);
+	}
+	return rc;
 }
 
 int s3_writer_open(s3_driver *d, const char *path, int append,
