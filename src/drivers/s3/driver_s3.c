@@ -882,7 +882,7 @@ static int copy_object(s3_driver *d, const char *src_key, const char *dst_key,
 	src[w + 1] = '/';
 	s3_uri_encode(src_key, 1, src + w + 2, n - (size_t)w - 2);
 
-	if (size <= (int64_t)5 * 1024 * 1024 * 1024) {
+	if (size <= d->copy_part) {
 		s3_req r = {.method = "PUT", .key = dst_key, .body = "",
 			    .blen = 0};
 		s3_resp resp = {0};
@@ -899,9 +899,7 @@ static int copy_object(s3_driver *d, const char *src_key, const char *dst_key,
 		}
 		s3_resp_free(&resp);
 	} else {
-		rc = lup_error_set(err, LUP_EUNSUPPORTED, path,
-				   "copy of objects over 5 GiB is not "
-				   "supported yet");
+		rc = s3_copy_large(d, src_key, dst_key, size, err);
 	}
 	free(src);
 	return rc;
@@ -1182,6 +1180,11 @@ int lup_driver_s3(lup_driver **out, const lup_s3_options *o, lup_error *err)
 	if (o->part_size > (int64_t)5 * 1024 * 1024 * 1024)
 		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
 				     "s3: part_size must be at most 5 GiB");
+	if (o->copy_part_size &&
+	    (o->copy_part_size < S3_MIN_PART ||
+	     o->copy_part_size > (int64_t)5 * 1024 * 1024 * 1024))
+		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				     "s3: copy_part_size must be 5 MiB .. 5 GiB");
 	scheme_end = strstr(ep, "://");
 	if (!scheme_end || (strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8)))
 		return lup_error_set(err, LUP_EIO, NULL,
@@ -1244,6 +1247,8 @@ int lup_driver_s3(lup_driver **out, const lup_s3_options *o, lup_error *err)
 	d->timeout_s = o->timeout_s > 0 ? o->timeout_s : 300;
 	d->part_size = o->part_size ? (size_t)o->part_size : 10 * 1024 * 1024;
 	d->lock_ttl_s = o->lock_ttl_s > 0 ? o->lock_ttl_s : 60;
+	d->copy_part = o->copy_part_size ? o->copy_part_size
+					 : (int64_t)5 * 1024 * 1024 * 1024;
 	if (bad) {
 		s3_free(&d->base);
 		return oom(err);
