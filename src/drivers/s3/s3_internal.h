@@ -33,6 +33,7 @@ typedef struct s3_driver {
 	long timeout_s;
 	size_t part_size;
 	int64_t copy_part; /* server-side copies above this go in parts */
+	int page;          /* keys, uploads or parts per listing request */
 	int64_t lock_ttl_s;
 	pthread_mutex_t mu; /* guards pool */
 	void *pool[S3_POOL];
@@ -112,6 +113,10 @@ int s3_list_parts(s3_driver *d, const char *key, const char *id,
 		  s3_parts *out, lup_error *err);
 int s3_abort(s3_driver *d, const char *key, const char *id, lup_error *err);
 void s3_parts_free(s3_parts *p);
+
+/* Delete keys->items[from, to) (at most 1000) in one DeleteObjects. */
+int s3_delete_batch(s3_driver *d, const lup_strlist *keys, size_t from,
+		    size_t to, lup_error *err);
 
 /* Renew the leases this driver holds that are a third into their life. */
 void s3_renew_locks(s3_driver *d);

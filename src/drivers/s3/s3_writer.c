@@ -772,10 +772,16 @@ int s3_writer_open(s3_driver *d, const char *path, int append,
 			if (strcmp(ups.items[i], w->key) == 0)
 				rc = s3_abort(d, w->key, ups.items[i + 1], err);
 		lup_strlist_free(&ups);
-		if (rc == 0)
-			rc = delete_key(d, w->tail_key, err);
-		if (rc == 0)
-			rc = delete_key(d, w->key, err);
+		if (rc == 0) {
+			/* Old content and old tail, in one request. */
+			lup_strlist two = {0};
+			if (lup_strlist_push(&two, w->key) ||
+			    lup_strlist_push(&two, w->tail_key))
+				rc = oom(err);
+			else
+				rc = s3_delete_batch(d, &two, 0, 2, err);
+			lup_strlist_free(&two);
+		}
 		if (rc == 0)
 			rc = create_upload(w, err);
 	}
