@@ -91,17 +91,26 @@ typedef struct lup_policy {
 	void *payload;
 } lup_policy;
 
-#define LUP_STORE_OPTIONS_VERSION 1
+/* Version 2 added rehash_on_finish.  A version 1 struct (without it) is
+ * still accepted: the fields it has are read, the rest take defaults. */
+#define LUP_STORE_OPTIONS_VERSION 2
 
 typedef struct lup_store_options {
-	unsigned version;     /* LUP_STORE_OPTIONS_VERSION */
+	unsigned version;     /* LUP_STORE_OPTIONS_VERSION (1 or 2) */
 	lup_policy policy;
 	int64_t max_size;     /* upload size limit in bytes, 0: none */
 	int64_t max_age;      /* resume refuses (and removes) older uploads,
 			       * seconds, 0: none */
+	/* Version 2.  Non-zero: finish re-hashes the upload data instead of
+	 * trusting the hash state stored beside it (which is what lets finish
+	 * read 0 bytes).  For stores that less-trusted writers can modify:
+	 * without it a forged state of the right length, or data rewritten
+	 * after close with the same length, is accepted (see README, "Trust
+	 * boundary").  Costs one read of the whole upload per finish. */
+	int rehash_on_finish;
 } lup_store_options;
 
-#define LUP_STORE_OPTIONS_INIT { LUP_STORE_OPTIONS_VERSION, {0}, 0, 0 }
+#define LUP_STORE_OPTIONS_INIT { LUP_STORE_OPTIONS_VERSION, {0}, 0, 0, 0 }
 
 /* Open a store on driver (retained; release yours when done).  opts may be
  * NULL for the defaults. */

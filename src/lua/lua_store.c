@@ -242,7 +242,11 @@ static int store_open(lua_State *L)
 		opts.max_size = (int64_t)luaL_optinteger(L, -1, 0);
 		lua_getfield(L, 2, "max_age");
 		opts.max_age = (int64_t)luaL_optinteger(L, -1, 0);
-		lua_pop(L, 2);
+		lua_getfield(L, 2, "rehash_on_finish");
+		if (!lua_isnoneornil(L, -1) && !lua_isboolean(L, -1))
+			return luaL_error(L, "option 'rehash_on_finish' must be a boolean");
+		opts.rehash_on_finish = lua_toboolean(L, -1);
+		lua_pop(L, 3);
 	}
 	opts.policy.payload = &ls->pol;
 	if (ls->pol.refs[POL_LOG] != LUA_NOREF)
