@@ -197,7 +197,9 @@ void lup_hashstate_restore(lup_upload *u, const char **how)
 	}
 	if (!base && weak_off) {
 		lup_field f[] = { lup_fi("offset", weak_off),
-				  lup_fs("reason", "no pending bytes to check against the data") };
+				  lup_fs("reason", weak_off % 64 == 0
+					 ? "block-aligned: no pending bytes to check"
+					 : "too few or uniform pending bytes to check") };
 
 		base = weak_off;
 		h = weak;
