@@ -458,22 +458,23 @@ out:
 	pthread_mutex_destroy(&ev.mu);
 }
 
-/* Options version 1 (no rehash_on_finish field) is still accepted. */
-TEST(store_options_version_1)
+/* Options version 2 (before rehash_on_finish) is still accepted, and
+ * read no further than its own end. */
+TEST(store_options_version_2)
 {
-	struct v1 {
+	struct v2 {
 		unsigned version;
 		lup_policy policy;
 		int64_t max_size;
 		int64_t max_age;
-	} *o = calloc(1, sizeof(*o)); /* exactly a v1 caller's allocation */
+	} *o = calloc(1, sizeof(struct v2)); /* exactly a v2 caller's allocation */
 	lup_store_options bad = LUP_STORE_OPTIONS_INIT;
 	lup_store *s = NULL;
 	lup_error err;
 
 	if (!o)
 		return;
-	o->version = 1;
+	o->version = 2;
 	CHECK_EQ_INT(lup_store_open(&s, D, (const lup_store_options *)(void *)o, &err), 0);
 	lup_store_free(s);
 	s = NULL;
@@ -505,7 +506,7 @@ static void run_all(void)
 	RUN_ON(prefers_checked_lower_state);
 	RUN_ON(unproven_state_is_not_persisted);
 	RUN_ON(forged_exact_state_and_rehash_on_finish);
-	RUN_ON(store_options_version_1);
+	RUN_ON(store_options_version_2);
 }
 
 int main(void)
