@@ -45,6 +45,20 @@ static int push(lup_upload_list *l, const char *repo, const char *uuid,
 	return 0;
 }
 
+/* A symlink (or anything else the driver refuses to address) met by a walk:
+ * skipped, never followed, and reported through the log policy. */
+static void tree_refused(lup_store *s, const char *path, int rc,
+			 const lup_error *e)
+{
+	if (rc != LUP_EINVALID_PATH)
+		return;
+	{
+		lup_field f[] = { lup_fs("path", e && e->path[0] ? e->path : path),
+				  lup_fs("message", e ? e->message : "") };
+		lup_store_log(s, "tree.symlink", f, 2);
+	}
+}
+
 static const char *base(const char *path)
 {
 	const char *b = strrchr(path, '/');
@@ -80,8 +94,16 @@ static int describe(lup_store *s, const char *repo, const char *uuid,
 	lup_stat st;
 
 	if (lup_read_startedat(s, repo, uuid, &started, NULL) != 0) {
+		lup_error e;
+		int rc;
+
 		lup_path_upload_dir(path, repo, uuid);
-		started = newest_mtime(s, path, 0);
+		lup_error_clear(&e);
+		rc = lup_s_stat(s, path, &st, &e);
+		tree_refused(s, path, rc, &e);
+		/* A symlink in place of the directory ages as of the epoch:
+		 * purge removes the link (never what it points at). */
+		started = rc == 0 ? newest_mtime(s, path, 0) : 0;
 	}
 	lup_path_upload_file(path, repo, uuid, "data");
 	if (lup_s_stat(s, path, &st, NULL) == 0 && !st.is_dir)
@@ -105,20 +127,30 @@ static int walk(lup_store *s, const char *dir, const char *repo,
 		char sub[LUP_PATH_BUF];
 		lup_stat st;
 
+		lup_error e;
+		int src;
+
 		if (strcmp(name, "_uploads") == 0) {
 			lup_strlist ups = { 0 };
 
-			if (*repo && (!only || strcmp(only, repo) == 0) &&
-			    lup_s_list(s, kids.items[i], &ups, NULL) == 0)
-				for (size_t k = 0; rc == 0 && k < ups.count; k++)
+			lup_error_clear(&e);
+			if (*repo && (!only || strcmp(only, repo) == 0)) {
+				src = lup_s_list(s, kids.items[i], &ups, &e);
+				tree_refused(s, kids.items[i], src, &e);
+				for (size_t k = 0; src == 0 && rc == 0 &&
+						   k < ups.count; k++)
 					if (lup_uuid_valid(base(ups.items[k])))
 						rc = describe(s, repo, base(ups.items[k]), out);
+			}
 			lup_strlist_free(&ups);
 			continue;
 		}
 		if (name[0] == '_' || name[0] == '\0')
 			continue;
-		if (lup_s_stat(s, kids.items[i], &st, NULL) != 0 || !st.is_dir)
+		lup_error_clear(&e);
+		src = lup_s_stat(s, kids.items[i], &st, &e);
+		tree_refused(s, kids.items[i], src, &e);
+		if (src != 0 || !st.is_dir)
 			continue;
 		if (snprintf(sub, sizeof(sub), "%s%s%s", repo, *repo ? "/" : "",
 			     name) >= (int)sizeof(sub))
@@ -158,6 +190,48 @@ int lup_store_uploads(lup_store *s, const char *repo, lup_upload_list *out,
 	if (out->count > 1)
 		qsort(out->items, out->count, sizeof(*out->items), cmp_info);
 	return 0;
+}
+
+typedef struct {
+	lup_store *s;
+	int dry_run;
+} tmp_ctx;
+
+static void tmp_found(void *arg, const char *path, int64_t mtime_ns,
+		      int64_t size, int removed)
+{
+	tmp_ctx *c = arg;
+	lup_field f[] = { lup_fs("path", path),
+			  lup_fi("mtime", mtime_ns / 1000000000),
+			  lup_fi("size", size), lup_fb("dry_run", c->dry_run),
+			  lup_fb("removed", removed) };
+
+	lup_store_log(c->s, "purge.temporary", f, 5);
+}
+
+/* Stale temporaries of the filesystem driver under repositories/ and
+ * blobs/ (other drivers have none).  A failure to remove one is reported
+ * like a held upload: purge.skip, and the purge goes on. */
+static void sweep_temporaries(lup_store *s, int64_t cutoff, int dry_run)
+{
+	static const char *const roots[] = { LUP_REPOS_ROOT,
+					     LUP_V2_ROOT "/blobs" };
+	tmp_ctx c = { s, dry_run };
+
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		lup_error e;
+		int rc;
+
+		lup_error_clear(&e);
+		rc = lup_fs_temporaries(lup_store_driver(s), roots[i],
+					cutoff * 1000000000, !dry_run,
+					tmp_found, &c, &e);
+		if (rc == LUP_EIO) {
+			lup_field f[] = { lup_fs("path", roots[i]),
+					  lup_fs("reason", e.message) };
+			lup_store_log(s, "purge.skip", f, 2);
+		}
+	}
 }
 
 int lup_store_purge(lup_store *s, int64_t older_than, int dry_run,
@@ -226,5 +300,7 @@ int lup_store_purge(lup_store *s, int64_t older_than, int dry_run,
 	lup_upload_list_free(&all);
 	if (rc)
 		lup_upload_list_free(out);
+	else
+		sweep_temporaries(s, cutoff, dry_run);
 	return rc;
 }
