@@ -874,11 +874,25 @@ static int fs_lock(lup_driver *d, const char *path, void **token,
 {
 	fs_driver *fs = (fs_driver *)d;
 	fs_lock_token *lk;
+	const char *leaf;
 	struct stat st;
-	int fd, rc;
+	int dfd, fd, rc;
 
-	if ((fd = fs_open_file(fs, path, &st, err)) < 0)
-		return fd;
+	/* A file or a directory can be locked; never through a symlink, and
+	 * never a FIFO (O_NONBLOCK keeps the open from waiting on one). */
+	if ((dfd = fs_parent(fs, path, 0, &leaf, err)) < 0)
+		return dfd;
+	fd = openat(dfd, leaf,
+		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	rc = fd < 0 ? fs_err_read(err, errno, "open", path) : 0;
+	close(dfd);
+	if (rc)
+		return rc;
+	if (fstat(fd, &st) < 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+		close(fd);
+		return lup_error_set(err, LUP_EIO, path,
+				     "not a file or directory: %s", path);
+	}
 	/* flock belongs to the open file description, so a second open in
 	 * this very process is excluded too (POSIX fcntl locks are not). */
 	while ((rc = flock(fd, LOCK_EX | LOCK_NB)) < 0 && errno == EINTR)
