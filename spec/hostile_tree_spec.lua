@@ -145,6 +145,11 @@ for _, resolve in ipairs({ "auto", "walk" }) do
 			assert.is_nil(ok)
 			assert.equals("INVALID_PATH", err.code)
 			assert.matches("data is a symlink %(not followed%)", err.message)
+			-- and the store says so through its log policy
+			local ev = events(env, "tree.symlink")
+			assert.is_true(#ev >= 1)
+			assert.equals(V2 .. "/repositories/r/_uploads/" .. u.uuid .. "/data", ev[1].path)
+			assert.matches("is a symlink", ev[1].message)
 			assert.equals("", (snapshot(env.v2):gsub("[^\n]*repositories[^\n]*\n", ""):gsub("^%.\n", "")))
 			-- resume does not report (or append to) the victim
 			local u2, rerr = env.store:resume("r", u.uuid)
@@ -165,6 +170,7 @@ for _, resolve in ipairs({ "auto", "walk" }) do
 			local r, err = env.store:open("r", digest)
 			assert.is_nil(r)
 			assert.equals("INVALID_PATH", err.code)
+			assert.equals(data:sub(#env.root + 1), events(env, "tree.symlink")[1].path)
 			local st, serr = env.store:stat(digest, "r")
 			assert.is_nil(st)
 			assert.equals("INVALID_PATH", serr.code)

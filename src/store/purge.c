@@ -45,20 +45,6 @@ static int push(lup_upload_list *l, const char *repo, const char *uuid,
 	return 0;
 }
 
-/* A symlink (or anything else the driver refuses to address) met by a walk:
- * skipped, never followed, and reported through the log policy. */
-static void tree_refused(lup_store *s, const char *path, int rc,
-			 const lup_error *e)
-{
-	if (rc != LUP_EINVALID_PATH)
-		return;
-	{
-		lup_field f[] = { lup_fs("path", e && e->path[0] ? e->path : path),
-				  lup_fs("message", e ? e->message : "") };
-		lup_store_log(s, "tree.symlink", f, 2);
-	}
-}
-
 static const char *base(const char *path)
 {
 	const char *b = strrchr(path, '/');
@@ -94,16 +80,12 @@ static int describe(lup_store *s, const char *repo, const char *uuid,
 	lup_stat st;
 
 	if (lup_read_startedat(s, repo, uuid, &started, NULL) != 0) {
-		lup_error e;
-		int rc;
-
 		lup_path_upload_dir(path, repo, uuid);
-		lup_error_clear(&e);
-		rc = lup_s_stat(s, path, &st, &e);
-		tree_refused(s, path, rc, &e);
 		/* A symlink in place of the directory ages as of the epoch:
 		 * purge removes the link (never what it points at). */
-		started = rc == 0 ? newest_mtime(s, path, 0) : 0;
+		started = lup_s_stat(s, path, &st, NULL) == 0
+				  ? newest_mtime(s, path, 0)
+				  : 0;
 	}
 	lup_path_upload_file(path, repo, uuid, "data");
 	if (lup_s_stat(s, path, &st, NULL) == 0 && !st.is_dir)
@@ -127,30 +109,21 @@ static int walk(lup_store *s, const char *dir, const char *repo,
 		char sub[LUP_PATH_BUF];
 		lup_stat st;
 
-		lup_error e;
-		int src;
-
 		if (strcmp(name, "_uploads") == 0) {
 			lup_strlist ups = { 0 };
 
-			lup_error_clear(&e);
-			if (*repo && (!only || strcmp(only, repo) == 0)) {
-				src = lup_s_list(s, kids.items[i], &ups, &e);
-				tree_refused(s, kids.items[i], src, &e);
-				for (size_t k = 0; src == 0 && rc == 0 &&
-						   k < ups.count; k++)
+			if (*repo && (!only || strcmp(only, repo) == 0) &&
+			    lup_s_list(s, kids.items[i], &ups, NULL) == 0)
+				for (size_t k = 0; rc == 0 && k < ups.count; k++)
 					if (lup_uuid_valid(base(ups.items[k])))
 						rc = describe(s, repo, base(ups.items[k]), out);
-			}
 			lup_strlist_free(&ups);
 			continue;
 		}
 		if (name[0] == '_' || name[0] == '\0')
 			continue;
-		lup_error_clear(&e);
-		src = lup_s_stat(s, kids.items[i], &st, &e);
-		tree_refused(s, kids.items[i], src, &e);
-		if (src != 0 || !st.is_dir)
+		/* A symlink fails stat: never descended into. */
+		if (lup_s_stat(s, kids.items[i], &st, NULL) != 0 || !st.is_dir)
 			continue;
 		if (snprintf(sub, sizeof(sub), "%s%s%s", repo, *repo ? "/" : "",
 			     name) >= (int)sizeof(sub))
