@@ -190,6 +190,11 @@ static void sweep_temporaries(lup_store *s, int64_t cutoff, int dry_run)
 	static const char *const roots[] = { LUP_REPOS_ROOT,
 					     LUP_V2_ROOT "/blobs" };
 	tmp_ctx c = { s, dry_run };
+	/* cutoff may be far in the past (a huge older_than): saturate. */
+	int64_t before = cutoff < INT64_MIN / 1000000000 ? INT64_MIN
+			 : cutoff > INT64_MAX / 1000000000
+				 ? INT64_MAX
+				 : cutoff * 1000000000;
 
 	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
 		lup_error e;
@@ -197,7 +202,7 @@ static void sweep_temporaries(lup_store *s, int64_t cutoff, int dry_run)
 
 		lup_error_clear(&e);
 		rc = lup_fs_temporaries(lup_store_driver(s), roots[i],
-					cutoff * 1000000000, !dry_run,
+					before, !dry_run,
 					tmp_found, &c, &e);
 		if (rc == LUP_EIO) {
 			lup_field f[] = { lup_fs("path", roots[i]),
