@@ -1047,9 +1047,13 @@ int lup_fs_temporaries(lup_driver *d, const char *dir, int64_t before_ns,
 		return lup_error_set(err, LUP_EIO, dir,
 				     "filesystem: path too long");
 	if ((fd = fs_open_dir(fs, dir, err)) < 0) {
-		if (err)
-			lup_error_set(err, err->code, dir, "filesystem: %s",
-				      err->message);
+		/* Not called through the wrappers: name the driver here. */
+		if (err) {
+			char msg[LUP_ERROR_MSG_MAX];
+
+			snprintf(msg, sizeof(msg), "%s", err->message);
+			lup_error_set(err, err->code, dir, "filesystem: %s", msg);
+		}
 		return fd;
 	}
 	if (!(t = calloc(1, sizeof(*t)))) {
