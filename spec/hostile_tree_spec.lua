@@ -234,7 +234,7 @@ for _, resolve in ipairs({ "auto", "walk" }) do
 			s:close()
 			local code, out = H.exec({ "verify", "--root", link }, ENV .. "timeout 60 ")
 			assert.equals(0, code, out)
-			assert.matches("1 blobs, 1 links, 0 uploads checked: ok", out)
+			assert.matches("1 blobs, 1 links, 0 manifests, 0 uploads checked: ok", out)
 		end)
 
 		it("files where directories belong give clear errors, not crashes", function()
@@ -286,7 +286,7 @@ for _, resolve in ipairs({ "auto", "walk" }) do
 			-- verify reports the link and stays out of it
 			local code, out = H.exec({ "verify", "--root", env.root }, ENV .. "timeout 60 ")
 			assert.equals(3, code)
-			assert.matches("DAMAGE tree.symlink " .. V2:gsub("%p", "%%%0") .. "/repositories/ok/linked", out)
+			assert.matches("DAMAGE tree.symlink " .. (env.root .. V2):gsub("%p", "%%%0") .. "/repositories/ok/linked", out)
 			untouched()
 		end)
 
@@ -322,7 +322,7 @@ for _, resolve in ipairs({ "auto", "walk" }) do
 			code, out, err = H.exec({ "verify", "--root", env.root }, ENV .. "timeout 60 ")
 			assert.equals(3, code, err)
 			for _, l in ipairs({ "l1", "l2", "x", "deep/a/up" }) do
-				assert.matches("DAMAGE tree.symlink " .. (V2 .. "/repositories/" .. l):gsub("%p", "%%%0") .. ":", out)
+				assert.matches("DAMAGE tree.symlink " .. (env.root .. V2 .. "/repositories/" .. l):gsub("%p", "%%%0") .. ":", out)
 			end
 			code, out, err = H.exec({ "purge", "--root", env.root, "--older-than", "1s", "--dry-run" },
 				ENV .. "timeout 60 ")
@@ -376,7 +376,7 @@ for _, resolve in ipairs({ "auto", "walk" }) do
 			local code, out = H.exec({ "verify", "--root", env.root }, ENV .. "timeout 60 ")
 			assert.equals(3, code)
 			for _, p in ipairs(stale) do
-				assert.matches("DAMAGE temporary.stale " .. p:sub(#env.root + 1):gsub("%p", "%%%0"), out)
+				assert.matches("DAMAGE temporary.stale " .. p:gsub("%p", "%%%0"), out)
 			end
 			assert.is_nil(out:find("fedcba9876543210", 1, true))
 			assert.is_nil(out:find("2222222222222222", 1, true))
