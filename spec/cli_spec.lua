@@ -426,7 +426,7 @@ describe("layerup cli", function()
 		it("encodes an empty result as an empty JSON list", function()
 			local code, out = H.run { "purge", root, "--older-than", "90s", "--json" }
 			assert.equal(0, code)
-			assert.equal('{"dry_run":false,"kept":[],"uploads":[]}', out:gsub("%s", ""))
+			assert.equal('{"dry_run":false,"kept":[],"temporaries":[],"uploads":[]}', out:gsub("%s", ""))
 		end)
 
 		it("rejects bad or missing durations", function()
