@@ -137,8 +137,9 @@ static int upload_part(s3_writer *w, int number, const void *data, size_t n,
 
 /* Copy the tail object into part `number` (server-side: 0 bytes sent). */
 static int copy_part(s3_writer *w, int number, const char *src_key,
-		     char etag[128], lup_error *err)
+		     int64_t from, int64_t to, char etag[128], lup_error *err)
 {
+	char range[64];
 	size_t n = 3 * (strlen(w->d->bucket) + strlen(src_key)) + 4;
 	char num[16], *src = malloc(n);
 	s3_req r = {.method = "PUT", .key = w->key, .body = "", .blen = 0};
@@ -157,6 +158,11 @@ static int copy_part(s3_writer *w, int number, const char *src_key,
 	r.query[r.nq++] = (s3_kv){"partNumber", num};
 	r.query[r.nq++] = (s3_kv){"uploadId", w->id};
 	r.hdr[r.nh++] = (s3_kv){"x-amz-copy-source", src};
+	if (from >= 0) {
+		snprintf(range, sizeof range, "bytes=%lld-%lld", (long long)from,
+			 (long long)to - 1);
+		r.hdr[r.nh++] = (s3_kv){"x-amz-copy-source-range", range};
+	}
 	if ((rc = s3_do(w->d, &r, &resp, err)) == 0) {
 		const char *b = (const char *)resp.body.data;
 		if (resp.status != 200 || resp.code[0] ||
@@ -362,7 +368,7 @@ static int store_tail_once(s3_writer *w, lup_error *err)
 		if (rc)
 			return rc;
 	}
-	if (copy_part(w, num, w->tail_key, etag, NULL) != 0 &&
+	if (copy_part(w, num, w->tail_key, -1, -1, etag, NULL) != 0 &&
 	    (rc = upload_part(w, num, w->buf.data, w->buf.len, etag, err)) != 0)
 		return rc;
 	w->tail_stored = 1;
@@ -546,6 +552,54 @@ static int get_object(s3_driver *d, const char *key, lup_buf *out,
 	return rc;
 }
 
+/* Copy the object src_key (size bytes) server-side into the next parts:
+ * ranges of copy_part bytes, the last at least 5 MiB (S3's minimum for a
+ * part that is not the last of the upload). */
+static int copy_ranges(s3_writer *w, const char *src_key, int64_t size,
+		       lup_error *err)
+{
+	int64_t step = w->d->copy_part, from = 0;
+	int rc;
+
+	while (from < size) {
+		int64_t to = from + step;
+		char etag[128];
+		int num = next_number(w);
+		if (to > size || size - to < S3_MIN_PART)
+			to = size;
+		if (num > 10000)
+			return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+					     "more than 10000 parts");
+		if (from == 0 && to == size && size <= w->d->copy_part)
+			rc = copy_part(w, num, src_key, -1, -1, etag, err);
+		else
+			rc = copy_part(w, num, src_key, from, to, etag, err);
+		if (rc || (rc = keep_part(w, num, to - from, etag, err)) != 0)
+			return rc;
+		from = to;
+	}
+	return 0;
+}
+
+int s3_copy_large(s3_driver *d, const char *src_key, const char *dst_key,
+		  int64_t size, lup_error *err)
+{
+	s3_writer w;
+	int rc;
+
+	memset(&w, 0, sizeof w);
+	w.d = d;
+	w.key = (char *)dst_key;
+	if ((rc = create_upload(&w, err)) == 0 &&
+	    (rc = copy_ranges(&w, src_key, size, err)) == 0)
+		rc = complete(&w, err);
+	if (rc && w.id)
+		s3_abort(d, dst_key, w.id, NULL);
+	s3_parts_free(&w.parts);
+	free(w.id);
+	return rc;
+}
+
 /* Start a fresh multipart upload whose content begins with the completed
  * object at key (size bytes): server-side copy when it can be a part. */
 static int adopt_object(s3_writer *w, int64_t size, lup_error *err)
@@ -555,16 +609,8 @@ static int adopt_object(s3_writer *w, int64_t size, lup_error *err)
 	w->adopted = 1;
 	if ((rc = create_upload(w, err)) != 0)
 		return rc;
-	if (size >= S3_MIN_PART) {
-		char etag[128];
-		if (size > (int64_t)5 * 1024 * 1024 * 1024)
-			return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
-					     "cannot continue an object over "
-					     "5 GiB with a short last part");
-		if ((rc = copy_part(w, 1, w->key, etag, err)) != 0)
-			return rc;
-		return keep_part(w, 1, size, etag, err);
-	}
+	if (size >= S3_MIN_PART)
+		return copy_ranges(w, w->key, size, err);
 	long st = 0;
 	w->buf.len = 0;
 	if ((rc = get_object(w->d, w->key, &w->buf, &st, err)) != 0)
@@ -740,10 +786,16 @@ int s3_writer_open(s3_driver *d, const char *path, int append,
 			if (strcmp(ups.items[i], w->key) == 0)
 				rc = s3_abort(d, w->key, ups.items[i + 1], err);
 		lup_strlist_free(&ups);
-		if (rc == 0)
-			rc = delete_key(d, w->tail_key, err);
-		if (rc == 0)
-			rc = delete_key(d, w->key, err);
+		if (rc == 0) {
+			/* Old content and old tail, in one request. */
+			lup_strlist two = {0};
+			if (lup_strlist_push(&two, w->key) ||
+			    lup_strlist_push(&two, w->tail_key))
+				rc = oom(err);
+			else
+				rc = s3_delete_batch(d, &two, 0, 2, err);
+			lup_strlist_free(&two);
+		}
 		if (rc == 0)
 			rc = create_upload(w, err);
 	}
