@@ -107,7 +107,16 @@ int lup_upload_release_writer(lup_upload *u, lup_error *err)
 
 	lup_upload_drain(u);
 	if (u->w) {
-		rc = u->w->commit(u->w, err);
+		/* A commit that failed transiently (an S3 part answered 503
+		 * SlowDown) is retried: the writer keeps what it has not sent. */
+		lup_error local;
+		lup_error *e = err ? err : &local;
+		int attempt = 1;
+		lup_error_clear(&local);
+		while ((rc = u->w->commit(u->w, e)) != 0 &&
+		       lup_store_should_retry(u->store, attempt, e,
+					      "driver.commit", NULL, 0))
+			attempt++;
 		rc2 = u->w->close(u->w, rc ? NULL : err);
 		u->w = NULL;
 		if (!rc)
