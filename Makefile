@@ -29,7 +29,7 @@ CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 EXAMPLE_C = $(wildcard examples/*.c)
 EXAMPLE_BIN = $(EXAMPLE_C:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all deps run test check bench clean ctest fuzz
+.PHONY: all deps run test test-s3-swift check bench clean ctest fuzz
 
 all: $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so \
      $(CTEST_BIN) $(EXAMPLE_BIN)
@@ -68,6 +68,15 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) LUA=$(LUA) spec/run
+
+# The S3 suites (driver conformance, upload/store/purge specs, the S3
+# spec) once more, on Swift's s3api instead of Ceph RGW (tools/s3-swift).
+S3_SUITES = spec/driver_spec.lua spec/upload_spec.lua spec/store_spec.lua \
+	    spec/purge_spec.lua spec/integration/s3_spec.lua \
+	    spec/integration/s3_faults_spec.lua
+test-s3-swift: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) LUA=$(LUA) LUP_S3_SERVER=swift ONLY="$(S3_SUITES)" spec/run
 
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
