@@ -271,6 +271,37 @@ os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
 		util.rm_rf(dir)
 	end)
 
+	it("sends parts concurrently when asked, with the same result and bytes", function()
+		local prefix = s3env.prefix("conc")
+		local d = driver(prefix, { upload_concurrency = 3, part_size = 5 * MiB })
+		local s = ok(layerup.open(d))
+		math.randomseed(9)
+		local blob = util.random_bytes(23 * MiB + 1)
+		local u = ok(s:start("lib/c"))
+		-- uneven writes: parts fill across calls and from one big call
+		ok(u:write(blob:sub(1, 3 * MiB)))
+		ok(u:write(blob:sub(3 * MiB + 1, 19 * MiB)))
+		assert.equal(19 * MiB, u:size())
+		ok(u:close())
+		u = ok(s:resume("lib/c", u.uuid))
+		assert.equal(19 * MiB, u:size())
+		ok(u:write(blob:sub(19 * MiB + 1)))
+		local info = ok(u:finish(util.digest(blob)))
+		assert.equal(#blob, info.size)
+		assert.equal(0, u:bytes_reread())
+		local c = layerup.s3_counters(d)
+		assert.is_true(c.bytes_sent <= #blob + 2 * 4 * MiB + 64 * 1024, "sent " .. c.bytes_sent)
+		local r = ok(s:open("lib/c", info.digest))
+		local got = {}
+		while true do
+			local b = r:read(8 * MiB)
+			if not b then break end
+			got[#got + 1] = b
+		end
+		r:close()
+		assert.is_true(table.concat(got) == blob, "content differs")
+	end)
+
 	it("moves and continues objects over the single-copy limit with a multipart copy", function()
 		-- copy_part_size lowers S3's 5 GiB single-copy limit to 6 MiB
 		local prefix = s3env.prefix("bigcopy")

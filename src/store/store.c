@@ -35,8 +35,7 @@ int lup_store_open(lup_store **out, lup_driver *driver,
 	*out = NULL;
 	if (!driver)
 		return lup_error_set(err, LUP_EIO, NULL, "no driver given");
-	if (opts && opts->version != LUP_STORE_OPTIONS_VERSION &&
-	    opts->version != 1)
+	if (opts && (opts->version < 1 || opts->version > LUP_STORE_OPTIONS_VERSION))
 		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
 				     "unsupported store options version %u",
 				     opts->version);
@@ -57,6 +56,9 @@ int lup_store_open(lup_store **out, lup_driver *driver,
 		s->policy = opts->policy;
 		s->max_size = opts->max_size;
 		s->max_age = opts->max_age;
+		/* A version 2 caller's struct ends before this field. */
+		if (opts->version >= 3)
+			s->rehash_on_finish = opts->rehash_on_finish != 0;
 	}
 	*out = s;
 	return 0;
@@ -115,6 +117,15 @@ int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
 	lup_field f[10];
 	size_t k = 0;
 
+	/* The store builds valid paths only, so a driver's INVALID_PATH means
+	 * the tree refused one: the filesystem driver met a symlink below its
+	 * root (never followed).  Said once per call, whoever made it. */
+	if (is_driver && err && err->code == LUP_EINVALID_PATH && attempt == 1) {
+		lup_field t[] = { lup_fs("op", op + 7),
+				  lup_fs("path", err->path),
+				  lup_fs("message", err->message) };
+		lup_store_log(s, "tree.symlink", t, 3);
+	}
 	if (!s->policy.retry || !err || (is_driver && !err->transient))
 		return 0;
 	if (!s->policy.retry(attempt, err, op, &delay, s->policy.payload))

@@ -1244,6 +1244,9 @@ int lup_driver_s3(lup_driver **out, const lup_s3_options *o, lup_error *err)
 	if (o->part_size > (int64_t)5 * 1024 * 1024 * 1024)
 		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
 				     "s3: part_size must be at most 5 GiB");
+	if (o->upload_concurrency < 0 || o->upload_concurrency > 16)
+		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				     "s3: upload_concurrency must be 1..16");
 	if (o->copy_part_size &&
 	    (o->copy_part_size < S3_MIN_PART ||
 	     o->copy_part_size > (int64_t)5 * 1024 * 1024 * 1024))
@@ -1312,6 +1315,7 @@ int lup_driver_s3(lup_driver **out, const lup_s3_options *o, lup_error *err)
 	d->part_size = o->part_size ? (size_t)o->part_size : 10 * 1024 * 1024;
 	d->lock_ttl_s = o->lock_ttl_s > 0 ? o->lock_ttl_s : 60;
 	d->page = o->list_page > 0 && o->list_page < 1000 ? o->list_page : 1000;
+	d->concurrency = o->upload_concurrency > 0 ? o->upload_concurrency : 1;
 	d->copy_part = o->copy_part_size ? o->copy_part_size
 					 : (int64_t)5 * 1024 * 1024 * 1024;
 	if (bad) {

@@ -34,6 +34,7 @@ typedef struct s3_driver {
 	size_t part_size;
 	int64_t copy_part; /* server-side copies above this go in parts */
 	int page;          /* keys, uploads or parts per listing request */
+	int concurrency;   /* parts in flight per writer */
 	int64_t lock_ttl_s;
 	pthread_mutex_t mu; /* guards pool */
 	void *pool[S3_POOL];

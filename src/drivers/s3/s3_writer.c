@@ -20,13 +20,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+#include <time.h>
+
 #include <openssl/evp.h>
 
 #include "drivers/s3/s3_internal.h"
 
 enum { W_OPEN, W_COMMITTED, W_CANCELLED };
 
+#define S3_MAX_JOBS 16
+
+struct s3_writer;
+
+/* One part on its way to the server on a thread of its own. */
 typedef struct {
+	pthread_t th;
+	struct s3_writer *w;
+	int number;
+	unsigned char *data;
+	size_t len;
+	char etag[128];
+	int rc;
+	lup_error err;
+} s3_job;
+
+typedef struct s3_writer {
 	lup_writer base;
 	s3_driver *d;
 	char *key;
@@ -38,6 +57,12 @@ typedef struct {
 	int tail_stored; /* the tail object holds buf's current prefix */
 	int readopted;  /* readopt ran once: never loop on a vanished upload */
 	int adopted;    /* continues a completed object at the key */
+	s3_job jobs[S3_MAX_JOBS]; /* parts in flight, oldest at head */
+	int head, njobs;
+	int64_t inflight;  /* bytes in those parts */
+	int failed;        /* a part in flight failed: reported once */
+	lup_error fail_err;
+	int stale_max;     /* highest part number sent that is not kept */
 	int state;
 } s3_writer;
 
@@ -193,7 +218,108 @@ static int copy_part(s3_writer *w, int number, const char *src_key,
 
 static int next_number(const s3_writer *w)
 {
-	return (int)w->parts.count + 1;
+	return (int)w->parts.count + w->njobs + 1;
+}
+
+static void *job_main(void *arg)
+{
+	s3_job *j = arg;
+
+	/* A part in flight cannot be handed back to the store's retry
+	 * policy: transient failures are retried here. */
+	for (int attempt = 0; attempt < 4; attempt++) {
+		lup_error_clear(&j->err);
+		j->rc = upload_part(j->w, j->number, j->data, j->len, j->etag,
+				    &j->err);
+		if (j->rc == 0 || !j->err.transient)
+			break;
+		struct timespec ts = {0, 200000000L << attempt};
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* Wait for the oldest part in flight and keep it.  After a failure the
+ * parts behind it cannot stay (they follow a hole): they and buf are
+ * dropped, size() falls back to what is kept, and the error is reported
+ * once. */
+static void reap_one(s3_writer *w)
+{
+	s3_job *j = &w->jobs[w->head];
+
+	pthread_join(j->th, NULL);
+	w->head = (w->head + 1) % S3_MAX_JOBS;
+	w->njobs--;
+	w->inflight -= (int64_t)j->len;
+	if (j->rc == 0 && !w->failed &&
+	    keep_part(w, j->number, (int64_t)j->len, j->etag, &j->err) != 0)
+		j->rc = LUP_EIO;
+	if (j->rc != 0 || w->failed) {
+		if (!w->failed) {
+			w->failed = j->rc;
+			lup_error_copy(&w->fail_err, &j->err);
+			w->buf.len = 0;
+			w->tail_stored = 0;
+		}
+		if (j->number > w->stale_max)
+			w->stale_max = j->number;
+	}
+	free(j->data);
+	j->data = NULL;
+}
+
+/* Wait for every part in flight; the first failure, once. */
+static int reap_all(s3_writer *w, lup_error *err)
+{
+	int rc;
+
+	while (w->njobs > 0)
+		reap_one(w);
+	if (!(rc = w->failed))
+		return 0;
+	w->failed = 0;
+	lup_error_copy(err, &w->fail_err);
+	return rc;
+}
+
+/* Send n bytes as the next part on a thread; with upload_concurrency
+ * parts already in flight, wait for the oldest first. */
+static int dispatch(s3_writer *w, const void *data, size_t n, lup_error *err)
+{
+	s3_job *j;
+	int rc;
+
+	while (w->njobs >= w->d->concurrency)
+		reap_one(w);
+	if (w->failed)
+		return reap_all(w, err);
+	if (next_number(w) > 10000)
+		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				     "more than 10000 parts: raise part_size");
+	j = &w->jobs[(w->head + w->njobs) % S3_MAX_JOBS];
+	memset(j, 0, sizeof *j);
+	if (!(j->data = malloc(n ? n : 1)))
+		return oom(err);
+	memcpy(j->data, data, n);
+	j->w = w;
+	j->len = n;
+	j->number = next_number(w);
+	if (pthread_create(&j->th, NULL, job_main, j) != 0) {
+		/* No thread to be had: send it here. */
+		job_main(j);
+		rc = j->rc;
+		if (rc == 0)
+			rc = keep_part(w, j->number, (int64_t)n, j->etag, err);
+		else
+			lup_error_copy(err, &j->err);
+		free(j->data);
+		j->data = NULL;
+		return rc;
+	}
+	w->njobs++;
+	w->inflight += (int64_t)n;
+	s3_renew_locks(w->d);
+	return 0;
 }
 
 /* Send n bytes as the next kept part. */
@@ -203,6 +329,8 @@ static int flush_full(s3_writer *w, const void *data, size_t n,
 	char etag[128];
 	int num = next_number(w), rc;
 
+	if (w->d->concurrency > 1)
+		return dispatch(w, data, n, err);
 	if (num > 10000)
 		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
 				     "more than 10000 parts: raise part_size");
@@ -229,6 +357,10 @@ static int readopt(s3_writer *w, lup_error *err)
 		return lup_error_set(err, LUP_EPATH_NOT_FOUND, NULL,
 				     "the multipart upload is gone");
 	w->readopted = 1;
+	while (w->njobs > 0)
+		reap_one(w);
+	w->failed = 0;
+	total = w->parts_size + (int64_t)w->buf.len;
 	if ((rc = s3_do(w->d, &r, &resp, err)) != 0)
 		return rc;
 	obj = resp.length;
@@ -322,7 +454,7 @@ static int64_t w_size(lup_writer *lw)
 {
 	s3_writer *w = (s3_writer *)lw;
 
-	return w->parts_size + (int64_t)w->buf.len;
+	return w->parts_size + w->inflight + (int64_t)w->buf.len;
 }
 
 static int delete_key(s3_driver *d, const char *key, lup_error *err)
@@ -345,8 +477,9 @@ static int store_tail_once(s3_writer *w, lup_error *err)
 	char etag[128];
 	int num = next_number(w), rc;
 
-	if ((rc = drain(w, err)) != 0)
+	if ((rc = drain(w, err)) != 0 || (rc = reap_all(w, err)) != 0)
 		return rc;
+	num = next_number(w);
 	if (w->buf.len == 0 || w->tail_stored)
 		return 0;
 	if (w->buf.len >= S3_MIN_PART) {
@@ -354,6 +487,8 @@ static int store_tail_once(s3_writer *w, lup_error *err)
 		if ((rc = flush_full(w, w->buf.data, w->buf.len, err)) != 0)
 			return rc;
 		w->buf.len = 0;
+		if ((rc = reap_all(w, err)) != 0)
+			return rc;
 		return delete_key(w->d, w->tail_key, NULL), 0;
 	}
 	{
@@ -457,6 +592,8 @@ static int commit_once(s3_writer *w, lup_error *err)
 	char etag[128];
 	int rc;
 
+	if ((rc = reap_all(w, err)) != 0)
+		return rc;
 	if (w->state == W_COMMITTED)
 		return 0;
 	if (w->state != W_OPEN)
@@ -497,6 +634,8 @@ static int w_cancel(lup_writer *lw, lup_error *err)
 	s3_writer *w = (s3_writer *)lw;
 	int rc = 0;
 
+	while (w->njobs > 0)
+		reap_one(w);
 	if (w->state == W_OPEN) {
 		rc = s3_abort(w->d, w->key, w->id, err);
 		if (rc == 0)
@@ -508,6 +647,8 @@ static int w_cancel(lup_writer *lw, lup_error *err)
 
 static void w_free(s3_writer *w)
 {
+	while (w->njobs > 0)
+		reap_one(w);
 	lup_buf_free(&w->buf);
 	s3_parts_free(&w->parts);
 	free(w->id);
@@ -523,6 +664,14 @@ static int w_close(lup_writer *lw, lup_error *err)
 
 	if (w->state == W_OPEN)
 		rc = store_tail(w, err);
+	/* Parts sent past a failure would count on the next resume: cut
+	 * them off by completing with the kept parts only (the next writer
+	 * continues from the object). */
+	if (rc == 0 && w->state == W_OPEN && w->stale_max > 0 &&
+	    (w->parts.count == 0 ||
+	     w->stale_max > w->parts.items[w->parts.count - 1].number))
+		rc = w->parts.count ? complete(w, err)
+				    : s3_materialize(w->d, w->key, w->id, err);
 	w_free(w);
 	return rc;
 }
