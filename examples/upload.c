@@ -108,7 +108,7 @@ out:
 		fprintf(stderr, "error: %s: %s\n", lup_error_name(err.code),
 			err.message);
 	lup_upload_free(up);
-	lup_store_free(store);
+	lup_store_release(store);
 	lup_driver_release(driver);
 	if (root == tmp)
 		nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -18,7 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "layerup/driver.h"
+#include "layerup/sys/driver.h"
 #include "test.h"
 
 static lup_driver *D;   /* the driver under test */
@@ -1018,7 +1018,7 @@ TEST(refs_outlive_release)
 	CHECK_EQ_INT(lup_driver_reader(d, "/a", 1, &r, NULL), 0);
 	CHECK_EQ_INT(lup_driver_writer(d, "/b", 0, &w, NULL), 0);
 	CHECK_EQ_INT(lup_driver_lock(d, "/a", &tok, NULL), 0);
-	CHECK_EQ_INT(atomic_load(&d->refcount), 4);
+	CHECK_EQ_INT(__atomic_load_n(&d->refcount_, __ATOMIC_SEQ_CST), 4);
 	lup_driver_release(d);
 	if (w) {
 		CHECK_EQ_INT(w->write(w, "x", 1, NULL), 0);

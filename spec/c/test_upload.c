@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "layerup.h"
+#include "layerup/sys/driver.h"
 #include "test.h"
 
 #define V2 "/docker/registry/v2"
@@ -194,7 +195,7 @@ TEST(start_write_close_resume_finish)
 out:
 	lup_upload_free(r);
 	lup_upload_free(u);
-	lup_store_free(s);
+	lup_store_release(s);
 }
 
 TEST(bad_names_and_ids)
@@ -220,7 +221,7 @@ TEST(bad_names_and_ids)
 	CHECK_EQ_INT(lup_upload_resume(&u, s, "a", "6f1c8a2e-3b4d-4e5f-8a9b-0c1d2e3f4a5b", &err),
 		     LUP_EBLOB_UPLOAD_UNKNOWN);
 	CHECK(u == NULL);
-	lup_store_free(s);
+	lup_store_release(s);
 }
 
 TEST(locked_between_handles)
@@ -256,8 +257,8 @@ out:
 	lup_upload_free(u);
 	lup_upload_free(r);
 	lup_upload_free(r2);
-	lup_store_free(s);
-	lup_store_free(s2);
+	lup_store_release(s);
+	lup_store_release(s2);
 }
 
 TEST(wrong_digest_then_right_or_cancel)
@@ -301,7 +302,7 @@ TEST(wrong_digest_then_right_or_cancel)
 	CHECK(!path_exists(path));
 out:
 	lup_upload_free(u);
-	lup_store_free(s);
+	lup_store_release(s);
 }
 
 TEST(resume_rehash_without_state)
@@ -332,7 +333,7 @@ TEST(resume_rehash_without_state)
 	CHECK_EQ_INT(lup_upload_finish(u, digest, -1, NULL, &err), 0);
 out:
 	lup_upload_free(u);
-	lup_store_free(s);
+	lup_store_release(s);
 }
 
 TEST(data_missing_is_unknown_and_not_recreated)
@@ -356,7 +357,7 @@ TEST(data_missing_is_unknown_and_not_recreated)
 	CHECK(!path_exists(path));
 out:
 	lup_upload_free(u);
-	lup_store_free(s);
+	lup_store_release(s);
 }
 
 TEST(purge_old_keeps_young)
@@ -430,7 +431,7 @@ TEST(purge_old_keeps_young)
 out:
 	lup_upload_free(u);
 	lup_upload_free(held);
-	lup_store_free(s);
+	lup_store_release(s);
 }
 
 static int link_to_mirror(const lup_link_ctx *ctx, lup_link_add_fn add,
@@ -497,7 +498,7 @@ TEST(retry_policy_with_internal_failures)
 	CHECK_EQ_INT(lup_driver_delete(D, path, &err), 0);
 out:
 	lup_upload_free(u);
-	lup_store_free(s);
+	lup_store_release(s);
 }
 
 TEST(policies_and_limits)
@@ -548,7 +549,7 @@ TEST(policies_and_limits)
 	}
 out:
 	lup_upload_free(u);
-	lup_store_free(s);
+	lup_store_release(s);
 	pthread_mutex_destroy(&ev.mu);
 }
 
@@ -584,7 +585,7 @@ TEST(store_blob_ops)
 	CHECK_EQ_INT(lup_store_stat(s, digest, NULL, &info, &err), LUP_EBLOB_UNKNOWN);
 out:
 	lup_upload_free(u);
-	lup_store_free(s);
+	lup_store_release(s);
 }
 
 /* ---- threads ------------------------------------------------------------ */
@@ -677,7 +678,7 @@ TEST(async_writes_reuse_buffers)
 	CHECK_EQ_INT(lup_upload_bytes_reread(u), 0);
 out:
 	lup_upload_free(u);
-	lup_store_free(s);
+	lup_store_release(s);
 	free(all);
 	free(buf[0]);
 	free(buf[1]);
@@ -712,7 +713,7 @@ TEST(two_threads_one_store)
 	CHECK_EQ_INT(lup_store_uploads(s, "thread1/r", &l, &err), 0);
 	CHECK_EQ_INT(l.count, 0);
 	lup_upload_list_free(&l);
-	lup_store_free(s);
+	lup_store_release(s);
 }
 
 /* ---- drivers -------------------------------------------------------------- */

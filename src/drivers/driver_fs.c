@@ -38,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "layerup/driver.h"
+#include "layerup/sys/driver.h"
 
 /* Longest single read(2)/write(2) we issue; the kernel caps near 2 GiB. */
 #define FS_IO_MAX ((size_t)1 << 30)

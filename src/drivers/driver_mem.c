@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "layerup/driver.h"
+#include "layerup/sys/driver.h"
 
 typedef struct {
 	atomic_int refs;

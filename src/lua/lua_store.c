@@ -7,7 +7,8 @@
 #include <string.h>
 
 #include "store/layout.h"
-#include "lua/lua_store.h"
+#include "lua/lua_policy.h"
+#include "lua/lua_upload.h"
 
 static const char *const pol_names[POL_COUNT] = { "log", "retry", "link",
 						  "admit", "sleep" };

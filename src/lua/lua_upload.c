@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua/lua_store.h"
+#include "lua/lua_upload.h"
 
 #define READ_FROM_CHUNK (8 << 20)
 

@@ -44,10 +44,12 @@ int lup_store_open(lup_store **out, lup_driver *driver,
 	atomic_init(&s->refcount, 1);
 	lup_driver_retain(driver);
 	s->driver = driver;
+	s->hash_thread = 1;
 	if (opts) {
 		s->policy = opts->policy;
 		s->max_size = opts->max_size;
 		s->max_age = opts->max_age;
+		s->hash_thread = opts->hash_thread != 0;
 	}
 	*out = s;
 	return 0;

@@ -17,6 +17,7 @@ struct lup_store {
 	lup_policy policy;
 	int64_t max_size;
 	int64_t max_age;
+	int hash_thread; /* 0: hash inline, never start a worker */
 };
 
 void lup_store_retain(lup_store *s);
