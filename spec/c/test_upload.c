@@ -4,6 +4,7 @@
  * cancel, purge, LOCKED between two handles, policy hooks, and a
  * thread-safety smoke test (two threads, their own uploads, one store).
  */
+#include <dirent.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -684,6 +685,60 @@ out:
 	free(buf[1]);
 }
 
+/* Threads of this process: the entries of /proc/self/task. */
+static int thread_count(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* hash_thread = 0 (hosts that forbid threads): large writes, sync and
+ * async, are hashed on the caller's thread and the digest still matches;
+ * with the default a worker exists while the upload is open. */
+TEST(hash_thread_option)
+{
+	static unsigned char data[1 << 20];
+	char digest[80];
+
+	test_fill(data, sizeof(data), 7);
+	sha256_str(data, sizeof(data), digest);
+	for (int on = 1; on >= 0; on--) {
+		lup_store_options o = LUP_STORE_OPTIONS_INIT;
+		lup_store *s;
+		lup_upload *u = NULL;
+		lup_blob_info info;
+		lup_error err;
+		int before = thread_count();
+		size_t half = sizeof(data) / 2;
+
+		CHECK_EQ_INT(o.hash_thread, 1); /* the default */
+		o.hash_thread = on;
+		if (!(s = open_store(&o)))
+			return;
+		CHECK_EQ_INT(lup_upload_start(&u, s, "threads/t", &err), 0);
+		if (u) {
+			CHECK_EQ_INT(lup_upload_write(u, data, half, &err), 0);
+			CHECK_EQ_INT(thread_count(), before + on);
+			CHECK_EQ_INT(lup_upload_write_async(u, data + half, half, &err), 0);
+			CHECK_EQ_INT(thread_count(), before + on);
+			CHECK_EQ_INT(lup_upload_finish(u, digest, sizeof(data), &info, &err), 0);
+			CHECK_EQ_INT(info.size, sizeof(data));
+		}
+		lup_upload_free(u);
+		CHECK_EQ_INT(thread_count(), before);
+		lup_store_release(s);
+	}
+}
+
 TEST(two_threads_one_store)
 {
 	lup_store *s = open_store(NULL);
@@ -739,6 +794,7 @@ static void run_all(void)
 	RUN_ON(retry_policy_with_internal_failures);
 	RUN_ON(store_blob_ops);
 	RUN_ON(async_writes_reuse_buffers);
+	RUN_ON(hash_thread_option);
 	RUN_ON(two_threads_one_store);
 }
 

@@ -244,6 +244,11 @@ static int store_open(lua_State *L)
 		lua_getfield(L, 2, "max_age");
 		opts.max_age = (int64_t)luaL_optinteger(L, -1, 0);
 		lua_pop(L, 2);
+		/* hash_thread = false: never start a hash worker thread. */
+		lua_getfield(L, 2, "hash_thread");
+		if (!lua_isnil(L, -1))
+			opts.hash_thread = lua_toboolean(L, -1);
+		lua_pop(L, 1);
 	}
 	opts.policy.payload = &ls->pol;
 	if (ls->pol.refs[POL_LOG] != LUA_NOREF)
