@@ -115,8 +115,11 @@ typedef struct lup_store_options {
 			       * thread, hash on the caller's */
 } lup_store_options;
 
-/* Always start from this (later fields get their defaults). */
-#define LUP_STORE_OPTIONS_INIT { LUP_STORE_OPTIONS_VERSION, {0}, 0, 0, 1 }
+/* Always start from this (later fields get their defaults).  Every member
+ * is spelled out so that C++ with -Wextra accepts it too. */
+#define LUP_STORE_OPTIONS_INIT                                             \
+	{ LUP_STORE_OPTIONS_VERSION, { NULL, NULL, NULL, NULL, NULL, NULL }, \
+	  0, 0, 1 }
 
 /* Open a store on driver (the store takes its own reference: release yours
  * when you no longer need it).  opts may be NULL for the defaults.  *out
