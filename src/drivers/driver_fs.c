@@ -441,7 +441,7 @@ static int fs_reader_open(lup_driver *d, const char *path, int64_t offset,
 		rc = lup_error_set(err, LUP_EIO, path, "out of memory");
 		goto fail;
 	}
-	r->base.version = LUP_DRIVER_VERSION;
+	r->base.version = LUP_READER_VERSION;
 	r->base.read = fs_read;
 	r->base.close = fs_reader_close;
 	r->fd = fd;
@@ -581,7 +581,7 @@ static int fs_writer_open(lup_driver *d, const char *path, int append,
 		}
 		w->size = (int64_t)st.st_size;
 	}
-	w->base.version = LUP_DRIVER_VERSION;
+	w->base.version = LUP_WRITER_VERSION;
 	w->base.write = fs_write;
 	w->base.size = fs_size;
 	w->base.commit = fs_commit;
@@ -868,7 +868,7 @@ int lup_driver_filesystem(lup_driver **out, const char *root,
 	int rc;
 
 	*out = NULL;
-	if (opts && opts->version != LUP_DRIVER_VERSION)
+	if (opts && opts->version != LUP_FS_OPTIONS_VERSION)
 		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
 				     "filesystem: unsupported options version %u",
 				     opts->version);
