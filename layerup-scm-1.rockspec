@@ -1,6 +1,6 @@
 -- LuaRocks build of layerup from a checkout: `luarocks make` (or
 -- `luarocks make --tree DIR` / `--local`).  Builds layerup.core with the
--- system's OpenSSL (libcrypto) and libuuid through the Makefile and
+-- system's OpenSSL (libcrypto), libuuid and libcurl through the Makefile and
 -- installs the Lua modules and the `layerup` command.
 rockspec_format = "3.0"
 package = "layerup"
@@ -30,6 +30,10 @@ dependencies = {
 external_dependencies = {
 	OPENSSL = { header = "openssl/sha.h", library = "crypto" },
 	UUID = { header = "uuid/uuid.h", library = "uuid" },
+	-- Debian keeps curl's headers in a multiarch directory that LuaRocks
+	-- does not search; the compiler finds them, so only the library is
+	-- looked up here.
+	CURL = { library = "curl" },
 }
 
 build = {
@@ -39,8 +43,8 @@ build = {
 	build_variables = {
 		BUILD = "build-rock",
 		CC = "$(CC)",
-		CFLAGS = "$(CFLAGS) -I$(OPENSSL_INCDIR) -I$(UUID_INCDIR)",
-		LDFLAGS = "-L$(OPENSSL_LIBDIR) -L$(UUID_LIBDIR)",
+		CFLAGS = "$(CFLAGS) -I$(OPENSSL_INCDIR) -I$(UUID_INCDIR) -I$(CURL_INCDIR)",
+		LDFLAGS = "-L$(OPENSSL_LIBDIR) -L$(UUID_LIBDIR) -L$(CURL_LIBDIR)",
 		LUA_INC = "-I$(LUA_INCDIR)",
 	},
 	install_variables = {

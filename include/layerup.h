@@ -24,10 +24,13 @@
  * thread writes (joined when the upload is closed, finished, cancelled or
  * freed).  Hosts that forbid threads (nginx workers, ...) set the store
  * option hash_thread = 0: everything is then hashed on the caller's thread.
+ * (The S3 driver uses libcurl, whose threaded resolver may run a name
+ * lookup on a short-lived thread of its own.)
  *
- * Two tiers, as in libgit2: this header (with layerup/driver.h, error.h
- * and hash.h, which it includes) is for users of the engine;
- * layerup/sys/driver.h adds the vtables for writing a storage driver.
+ * Two tiers, as in libgit2: this header (with layerup/driver.h,
+ * driver_s3.h, error.h and hash.h, which it includes) is for users of the
+ * engine; layerup/sys/driver.h adds the vtables for writing a storage
+ * driver.
  */
 #ifndef LAYERUP_H
 #define LAYERUP_H
@@ -37,6 +40,7 @@
 
 #include "layerup/common.h"
 #include "layerup/driver.h"
+#include "layerup/driver_s3.h"
 #include "layerup/error.h"
 #include "layerup/hash.h"
 

@@ -66,12 +66,17 @@ ok "and runs against the installed liblayerup.so.0" run_example
 unset LD_LIBRARY_PATH
 
 build_static() {
-	# shellcheck disable=SC2046
+	# liblayerup.a itself, with its dependencies as layerup.pc names them
+	# (Requires.private: their shared libraries).
+	local deps
+	deps=$(pc --print-requires-private layerup | awk '{ print $1 }') || return 1
+	# shellcheck disable=SC2046,SC2086
 	cc -std=c11 -o "$TMP/upload-static" "$ROOT/examples/upload.c" \
-		$(pc --cflags layerup) "$STAGE$P/lib/liblayerup.a" $(pc --static --libs-only-l layerup | sed 's/-llayerup//') &&
+		$(pc --cflags layerup) "$STAGE$P/lib/liblayerup.a" \
+		$(pkg-config --libs $deps) $(pc --libs-only-l --static layerup | tr ' ' '\n' | grep -x -e -lpthread) &&
 		"$TMP/upload-static"
 }
-ok "examples/upload.c links statically with pkg-config --static" build_static
+ok "examples/upload.c links liblayerup.a with the dependencies layerup.pc names" build_static
 
 ok "make uninstall DESTDIR=..." \
 	make -s -C "$ROOT" BUILD="$BUILD" DESTDIR="$STAGE" uninstall
