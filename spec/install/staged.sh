@@ -28,6 +28,10 @@ check_layout() {
 	[ "$(readlink "$lib/liblayerup.so.0")" = "liblayerup.so.$V" ] || { echo "bad liblayerup.so.0 link"; return 1; }
 	[ "$(readlink "$lib/liblayerup.so")" = "liblayerup.so.0" ] || { echo "bad liblayerup.so link"; return 1; }
 	[ -x "$STAGE$P/bin/layerup" ] || { echo "layerup is not executable"; return 1; }
+	# Every public header, both tiers.
+	(cd "$ROOT/include" && find . -name '*.h') | while read -r h; do
+		cmp -s "$ROOT/include/$h" "$STAGE$P/include/$h" || { echo "header $h not installed"; exit 1; }
+	done || return 1
 	# Every Lua module of the checkout, policies and middleware included.
 	(cd "$ROOT/lua" && find layerup -name '*.lua') | while read -r m; do
 		cmp -s "$ROOT/lua/$m" "$STAGE$P/share/lua/5.4/$m" || { echo "module $m not installed"; exit 1; }
