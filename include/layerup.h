@@ -24,8 +24,9 @@
  * thread writes (joined when the upload is closed, finished, cancelled or
  * freed).  Hosts that forbid threads (nginx workers, ...) set the store
  * option hash_thread = 0: everything is then hashed on the caller's thread.
- * (The S3 driver uses libcurl, whose threaded resolver may run a name
- * lookup on a short-lived thread of its own.)
+ * The S3 driver starts threads only when asked to (upload_concurrency > 1:
+ * parts in flight on threads of their own); it uses libcurl, whose
+ * threaded resolver may run a name lookup on a short-lived thread.
  *
  * Two tiers, as in libgit2: this header (with layerup/driver.h,
  * driver_s3.h, error.h and hash.h, which it includes) is for users of the
