@@ -118,28 +118,36 @@ typedef struct lup_policy {
 			    void *payload);
 } lup_policy;
 
-/* Version 2 added lup_policy.admit_upload and hash_thread.  lup_store_open
- * still accepts version 1 structs (compiled against the old header,
- * without those members; they get the defaults), so existing binaries keep
- * working. */
-#define LUP_STORE_OPTIONS_VERSION 2
+/* Version 2 added lup_policy.admit_upload, version 3 rehash_on_finish,
+ * version 4 hash_thread.  lup_store_open still accepts version 1, 2 and 3
+ * structs (compiled against an older header: without those members), so
+ * existing binaries keep working; what they lack takes its default. */
+#define LUP_STORE_OPTIONS_VERSION 4
 
 typedef struct lup_store_options {
-	unsigned version;     /* LUP_STORE_OPTIONS_VERSION */
+	unsigned version;     /* LUP_STORE_OPTIONS_VERSION (1 to 4) */
 	lup_policy policy;
 	int64_t max_size;     /* upload size limit in bytes, 0: none */
 	int64_t max_age;      /* resume refuses (and removes) older uploads,
 			       * seconds, 0: none */
-	int hash_thread;      /* 1 (default): large writes are hashed on a
-			       * per-upload worker thread; 0: never start a
-			       * thread, hash on the caller's */
+	/* Version 3.  Non-zero: finish re-hashes the upload data instead of
+	 * trusting the hash state stored beside it (which is what lets finish
+	 * read 0 bytes).  For stores that less-trusted writers can modify:
+	 * without it a forged state of the right length, or data rewritten
+	 * after close with the same length, is accepted (see README, "Trust
+	 * boundary").  Costs one read of the whole upload per finish. */
+	int rehash_on_finish;
+	/* Version 4.  1 (the default): large writes are hashed on a
+	 * per-upload worker thread; 0: never start a thread, hash on the
+	 * caller's. */
+	int hash_thread;
 } lup_store_options;
 
 /* Always start from this (later fields get their defaults).  Every member
  * is spelled out so that C++ with -Wextra accepts it too. */
 #define LUP_STORE_OPTIONS_INIT                                             \
 	{ LUP_STORE_OPTIONS_VERSION,                                       \
-	  { NULL, NULL, NULL, NULL, NULL, NULL, NULL }, 0, 0, 1 }
+	  { NULL, NULL, NULL, NULL, NULL, NULL, NULL }, 0, 0, 0, 1 }
 
 /* Open a store on driver (the store takes its own reference: release yours
  * when you no longer need it).  opts may be NULL for the defaults.  *out

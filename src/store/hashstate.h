@@ -3,14 +3,16 @@
  * (hashstates/sha256/<offset>) and re-hashing its data.
  *
  * A narrow interface: it knows the store and the layout, not the upload
- * handle.  upload.c and finish.c call in; nothing here calls back.
+ * handle.  upload.c hands it a lup_hs_target naming the upload's data and
+ * pointing at the members of struct lup_upload that describe its hash;
+ * upload.c and finish.c call in, nothing here calls back.
  */
 #ifndef LUP_HASHSTATE_H
 #define LUP_HASHSTATE_H
 
 #include "store/store.h"
 
-/* One upload's data as the hash code sees it. */
+/* One upload as the hash-state code sees it. */
 typedef struct lup_hs_target {
 	lup_store *store;
 	const char *repo;
@@ -19,29 +21,26 @@ typedef struct lup_hs_target {
 	const char *hsdir; /* its hashstates/sha256 directory */
 	int64_t size;      /* bytes in data */
 	int64_t *reread;   /* counts every byte of data read back */
+	/* The upload's hash (see struct lup_upload in upload.h): */
+	lup_hash *hash;       /* sha256 of data[0, size) when *hash_ok */
+	int *hash_ok;
+	int *chain;           /* computed from byte 0 in this process */
+	int64_t *saved;       /* offset of a state on storage, -1: none */
+	int64_t *check_off;   /* lower state continued without evidence */
+	lup_hash *check_base; /* that state, to prove at close */
 } lup_hs_target;
-
-/* What restore found. */
-typedef struct lup_hs_restored {
-	lup_hash hash;   /* sha256 of data[0, size) when ok */
-	int ok;
-	int chain;       /* 1: computed from byte 0 here (no stored state) */
-	int64_t saved;   /* offset of the state found on storage, -1: none */
-	const char *how; /* "exact", "gap" or "none" */
-} lup_hs_restored;
 
 /* Feed data[from, to) into h (and h2 unless NULL); BLOB_UPLOAD_INVALID if
  * the data ends early. */
 int lup_hashstate_rehash(const lup_hs_target *t, lup_hash *h, lup_hash *h2,
 			 int64_t from, int64_t to, lup_error *err);
 
-/* Rebuild the hash of data[0, size) as cheaply as the stored states allow
- * (stale states above size are removed, corrupt ones skipped and logged). */
-void lup_hashstate_restore(const lup_hs_target *t, lup_hs_restored *out);
+/* Rebuild the hash of data[0, size) from the stored states (*how:
+ * "exact", "gap" or "none"); see hashstate.c for what is trusted. */
+void lup_hashstate_restore(const lup_hs_target *t, const char **how);
 
-/* Save h (the hash of data[0, size)) unless *saved == size already, then
- * drop every other state.  Nothing is saved for size 0 or h == NULL. */
-int lup_hashstate_save(const lup_hs_target *t, const lup_hash *h,
-		       int64_t *saved, lup_error *err);
+/* Save the state at the current size (proving an unchecked base first)
+ * and drop every other state. */
+int lup_hashstate_save(const lup_hs_target *t, lup_error *err);
 
 #endif

@@ -17,6 +17,7 @@ struct lup_store {
 	lup_policy policy;
 	int64_t max_size;
 	int64_t max_age;
+	int rehash_on_finish; /* verify from the data, never the stored state */
 	int hash_thread; /* 0: hash inline, never start a worker */
 };
 

@@ -8,9 +8,11 @@
  *   u->hash in order, so hash_ok means u->hash covers exactly [0, size).
  * - close makes data durable before it writes hashstates/sha256/<size>,
  *   so a state never describes bytes that are not on storage.
- * - resume prefers the state at exactly the data size; otherwise the largest
- *   lower state whose pending bytes match the data, plus the gap re-hashed;
- *   states above the size are stale and removed; a corrupt state is skipped.
+ * - resume prefers the state at exactly the data size; otherwise a lower
+ *   state plus the gap re-hashed; states above the size are stale and
+ *   removed; a corrupt state is skipped.  A lower state the data cannot
+ *   vouch for is proven before anything built on it is persisted
+ *   (hashstate.c): no state that does not match the data is ever written.
  * - finish never accepts wrong content (the digest comes from the hash of
  *   what was written) and never rejects right content (a mismatch on a hash
  *   not computed by one unbroken chain in this process is re-checked by
@@ -201,7 +203,9 @@ fail:
 static lup_hs_target hs_target(lup_upload *u)
 {
 	lup_hs_target t = { u->store, u->repo, u->uuid, u->data, u->hsdir,
-			    u->size, &u->reread };
+			    u->size, &u->reread, &u->hash, &u->hash_ok,
+			    &u->chain, &u->saved, &u->check_off,
+			    &u->check_base };
 	return t;
 }
 
@@ -218,15 +222,8 @@ int lup_upload_rehash(lup_upload *u, lup_hash *h, lup_hash *h2, int64_t from,
 static void restore_hash(lup_upload *u, const char **how)
 {
 	lup_hs_target t = hs_target(u);
-	lup_hs_restored r;
 
-	lup_hashstate_restore(&t, &r);
-	u->hash = r.hash;
-	u->hash_ok = r.ok;
-	u->chain = r.chain;
-	if (r.saved >= 0)
-		u->saved = r.saved;
-	*how = r.how;
+	lup_hashstate_restore(&t, how);
 }
 
 int lup_upload_resume(lup_upload **out, lup_store *s, const char *repo,
@@ -300,17 +297,17 @@ int lup_upload_check_open(lup_upload *u, lup_error *err)
 	return 0;
 }
 
-/* Append p[0, n) to data and hash: each attempt continues where the file
- * ended, so a retried transient failure neither loses nor doubles bytes.
- * async: the data is written here and hashed on the worker afterwards (p
- * must stay valid until the next call); otherwise both overlap and finish
- * before returning. */
 /* The hash worker, or NULL (hash inline) when the store forbids threads. */
 static lup_hashpipe **upload_pipe(lup_upload *u)
 {
 	return u->store->hash_thread ? &u->pipe : NULL;
 }
 
+/* Append p[0, n) to data and hash: each attempt continues where the file
+ * ended, so a retried transient failure neither loses nor doubles bytes.
+ * async: the data is written here and hashed on the worker afterwards (p
+ * must stay valid until the next call); otherwise both overlap and finish
+ * before returning. */
 static int append(lup_upload *u, const unsigned char *p, size_t n, int async,
 		  lup_error *err)
 {
@@ -419,8 +416,7 @@ int lup_upload_close(lup_upload *u, lup_error *err)
 	if (rc == 0) {
 		lup_hs_target t = hs_target(u);
 
-		rc = lup_hashstate_save(&t, u->hash_ok ? &u->hash : NULL,
-					&u->saved, err);
+		rc = lup_hashstate_save(&t, err);
 	}
 	lup_upload_release_lock(u);
 	u->state = U_CLOSED;
