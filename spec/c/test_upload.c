@@ -827,6 +827,40 @@ TEST(hash_thread_option)
 	}
 }
 
+/* A caller built against options version 3 (before hash_thread): its
+ * struct ends before the field, which must not be read (ASan would see
+ * the overflow), and it gets the default, the worker thread. */
+typedef struct store_options_v3 {
+	unsigned version;
+	lup_policy policy;
+	int64_t max_size;
+	int64_t max_age;
+	int rehash_on_finish;
+} store_options_v3;
+
+TEST(options_v3_keep_the_hash_thread)
+{
+	static unsigned char data[512 * 1024];
+	store_options_v3 *o3 = malloc(sizeof(*o3)); /* heap: exact bounds */
+	lup_store *s = NULL;
+	lup_upload *u = NULL;
+	lup_error err;
+	int before = thread_count();
+
+	if (!o3)
+		return;
+	memset(o3, 0, sizeof(*o3));
+	o3->version = 3;
+	CHECK_EQ_INT(lup_store_open(&s, D, (const lup_store_options *)(void *)o3, &err), 0);
+	if (s && lup_upload_start(&u, s, "threads/v3", &err) == 0) {
+		CHECK_EQ_INT(lup_upload_write(u, data, sizeof(data), &err), 0);
+		CHECK_EQ_INT(thread_count(), before + 1);
+	}
+	lup_upload_free(u);
+	lup_store_release(s);
+	free(o3);
+}
+
 TEST(two_threads_one_store)
 {
 	lup_store *s = open_store(NULL);
@@ -884,6 +918,7 @@ static void run_all(void)
 	RUN_ON(store_blob_ops);
 	RUN_ON(async_writes_reuse_buffers);
 	RUN_ON(hash_thread_option);
+	RUN_ON(options_v3_keep_the_hash_thread);
 	RUN_ON(two_threads_one_store);
 }
 
