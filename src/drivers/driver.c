@@ -356,7 +356,7 @@ int lup_driver_reader(lup_driver *d, const char *path, int64_t offset,
 		free(w);
 		return err_fail(d, rc, path, err);
 	}
-	w->base.version = LUP_DRIVER_VERSION;
+	w->base.version = LUP_READER_VERSION;
 	w->base.read = wrap_read;
 	w->base.close = wrap_reader_close;
 	w->inner = inner;
@@ -397,7 +397,7 @@ int lup_driver_writer(lup_driver *d, const char *path, int append,
 		free(w);
 		return err_fail(d, rc, path, err);
 	}
-	w->base.version = LUP_DRIVER_VERSION;
+	w->base.version = LUP_WRITER_VERSION;
 	w->base.write = wrap_write;
 	w->base.size = wrap_size;
 	w->base.commit = wrap_commit;

@@ -20,7 +20,9 @@
  *
  * Errors: methods return 0 or a negative LUP_E* code and fill `err`.
  * PATH_NOT_FOUND for a missing path, INVALID_OFFSET for a negative offset,
- * IO (with err->transient set when a retry may help) for anything else.
+ * INVALID_PATH for a path outside the grammar and (filesystem driver) for
+ * a valid path that meets a symlink in the tree, IO (with err->transient
+ * set when a retry may help) for anything else.
  *
  * Threads: a driver may be called from several threads at once (each on its
  * own reader/writer); readers and writers are used by one thread at a time.
