@@ -1186,6 +1186,26 @@ TEST(fs_two_handles)
 	snprintf(sub, sizeof(sub), "%s/file", ROOT);
 	CHECK_EQ_INT(lup_driver_filesystem(&d2, sub, NULL, &err), LUP_EIO);
 	CHECK_EQ_INT(lup_driver_delete(D, "/file", NULL), 0);
+
+	/* A caller built against fs options version 1 (before resolve): its
+	 * struct is read through that layout only (heap: ASan sees exact
+	 * bounds). */
+	{
+		struct fs_options_v1 {
+			unsigned version;
+			int fsync;
+		} *o1 = malloc(sizeof(*o1));
+
+		if (o1) {
+			o1->version = 1;
+			o1->fsync = 0;
+			CHECK_EQ_INT(lup_driver_filesystem(&d2, ROOT,
+				(const lup_fs_options *)(void *)o1, &err), 0);
+			lup_driver_release(d2);
+			d2 = NULL;
+			free(o1);
+		}
+	}
 }
 
 
