@@ -70,10 +70,11 @@ end
 
 -- Paths ---------------------------------------------------------------------
 
--- A layout path (relative to the driver's root) as a filesystem path.
+-- A layout path (relative to the driver's root) where a person finds it:
+-- ROOT/docker/... for a directory, s3://BUCKET/PREFIX/docker/... on S3.
 function M.fs_path(ctx, p)
 	if p == nil then return nil end
-	return ctx.root:gsub("/+$", "") .. p
+	return require("layerup.root").display(ctx.root, p)
 end
 
 function M.blob_path(ctx, digest)
@@ -93,8 +94,19 @@ local function is_dir(path)
 end
 M.is_dir = is_dir
 
+-- ROOT as a driver: a directory, or s3://BUCKET/PREFIX (the S3 driver,
+-- configured from the AWS_* variables).  A malformed URL is a usage error.
+function M.open_driver(ctx)
+	local R = require "layerup.root"
+	local parsed, why = R.parse(ctx.root)
+	if not parsed then out.usage(why) end
+	return out.check(R.open(ctx.root, M.lib(ctx)))
+end
+
 -- The store root must exist (except for push, whose driver creates it).
+-- An s3:// ROOT has no directory to check: its driver answers.
 function M.need_root_dir(ctx)
+	if require("layerup.root").is_url(ctx.root) then return end
 	local ok, why = is_dir(ctx.root)
 	if not ok then
 		out.fail(EXIT.failed, "PATH_NOT_FOUND", ("store root %s %s"):format(ctx.root,
@@ -148,7 +160,9 @@ function M.open_store(ctx, a, how)
 			if user then user(event, fields) end
 		end
 	end
-	local ok, store, err = pcall(M.lib(ctx).open, ctx.root, o)
+	local target = ctx.root
+	if require("layerup.root").is_url(ctx.root) then target = M.open_driver(ctx) end
+	local ok, store, err = pcall(M.lib(ctx).open, target, o)
 	if not ok then
 		-- layerup.open raises for misuse: options of the wrong name or type.
 		out.usage(("store options: %s"):format(tostring(store)))

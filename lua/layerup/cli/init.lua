@@ -148,7 +148,9 @@ function M.top_help()
 		"ROOT is the store's root directory.  It may be omitted when --root DIR or",
 		"$LAYERUP_ROOT names it; --root DIR (on any command) means no positional",
 		"ROOT.  With $LAYERUP_ROOT set and an argument count that fits both ways,",
-		"the first argument is ROOT when it is an existing directory.",
+		"the first argument is ROOT when it is an existing directory (or s3://).",
+		"ROOT may also be s3://BUCKET/PREFIX: endpoint, region and credentials from",
+		"AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
 		"",
 		"Options for every command:",
 	}
@@ -167,7 +169,8 @@ function M.top_help()
 		"",
 		"Output: results on stdout, notes and errors on stderr.  With --json stdout",
 		"holds one JSON document with the text output's key names; on error",
-		"{\"error\":{\"code\":...,\"message\":...}}.  Paths are ROOT + the layout path.",
+		"{\"error\":{\"code\":...,\"message\":...}}.  Paths are ROOT + the layout path",
+		"(ROOT/docker/... or s3://BUCKET/PREFIX/docker/...).",
 		"",
 		"Exit status: 0 ok, 1 operation failed, 2 usage error (bad option, value,",
 		"name, upload id or digest), 3 verify found damage, 130 interrupted",
@@ -265,7 +268,7 @@ local function bind(ctx, def, pos, opts)
 		if env_root then
 			local full, short = fits(#pos - 1), fits(#pos)
 			if full and short then
-				full = require("layerup.cli.common").is_dir(pos[1])
+				full = require("layerup.root").is_url(pos[1]) or require("layerup.cli.common").is_dir(pos[1])
 			end
 			if full then root, first = pos[1], 2 else root = env_root end
 		else

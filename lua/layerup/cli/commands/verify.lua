@@ -19,7 +19,7 @@ ROOT that is not a store (no docker/registry/v2) fails with exit 1.]],
 		common.need_root_dir(ctx)
 		local L = common.lib(ctx)
 		local verify = require "layerup.verify"
-		local d = out.check(L.filesystem(ctx.root))
+		local d = common.open_driver(ctx)
 		local r = out.check(verify.run(d, { layerup = L }))
 		local function fs(list)
 			local t = out.array()
