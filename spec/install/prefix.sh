@@ -47,8 +47,8 @@ cli_push() { # BINDIR
 	local store=$TMP/cli-$RANDOM
 	printf 'hello from the installed command\n' >"$TMP/blob.txt"
 	cli "$1/layerup" push "$store" install/cli "$TMP/blob.txt" || return 1
-	cli "$1/layerup" stat "$store" \
-		"sha256:$(sha256sum "$TMP/blob.txt" | cut -d' ' -f1)" install/cli
+	cli "$1/layerup" stat "$store" install/cli \
+		"sha256:$(sha256sum "$TMP/blob.txt" | cut -d' ' -f1)"
 }
 ok "the installed layerup command pushes a file (no LUA_PATH, outside the checkout)" cli_push "$P/bin"
 
