@@ -251,7 +251,8 @@ TEST(locked_between_handles)
 		CHECK_EQ_INT(lup_upload_write(r, "d", 1, &err), 0);
 		CHECK_EQ_INT(lup_upload_finish(r, digest, 4, NULL, &err), 0);
 	}
-	CHECK_EQ_INT(lup_upload_cancel(u, &err), 0);
+	/* finished by r: the cancel must not also succeed (issue 8, 6) */
+	CHECK_EQ_INT(lup_upload_cancel(u, &err), LUP_EBLOB_UPLOAD_UNKNOWN);
 out:
 	lup_upload_free(u);
 	lup_upload_free(r);

@@ -19,7 +19,7 @@ static int read_at(lup_upload *u, int64_t offset, unsigned char *out, size_t n,
 {
 	lup_reader *r;
 	size_t got = 0;
-	int rc = lup_driver_reader(u->store->driver, u->data, offset, &r, err);
+	int rc = lup_s_reader(u->store, u->data, offset, &r, err);
 
 	if (rc != 0)
 		return rc;
