@@ -817,6 +817,9 @@ static int fs_lock(lup_driver *d, const char *path, void **token,
 
 	if ((rc = fs_full(fs, path, full, err)))
 		return rc;
+	/* A directory or a file: the store locks an upload's directory,
+	 * which (unlike a file) is never replaced by a rename.  Keep both
+	 * openable here when this open changes. */
 	fd = open(full, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return fs_err_read(err, errno, "open", path);
