@@ -171,8 +171,14 @@ describe("resume racing finish, cancel, purge and expiry across processes (files
 					op, q(sync .. ".ready" .. k), q(sync .. ".go"), digest(data))
 			end
 			local p = assert(io.popen("( " .. table.concat(cmd, " & ") .. " & wait ) 2>&1"))
+			local deadline = os.time() + 20 -- a child that died never gets ready
 			for k = 1, #ops do
-				while not file_exists(sync .. ".ready" .. k) do end
+				while not file_exists(sync .. ".ready" .. k) do
+					if os.time() > deadline then
+						assert(io.open(sync .. ".go", "w")):close()
+						error("child " .. k .. " never got ready: " .. p:read("a"))
+					end
+				end
 			end
 			assert(io.open(sync .. ".go", "w")):close()
 			local out = p:read("a")

@@ -67,10 +67,9 @@ elseif mode == "race" then
 	local root, repo, uuid, op, ready, go, dg = arg[2], arg[3], arg[4], arg[5], arg[6], arg[7], arg[8]
 	local store = layerup.open(layerup.filesystem(root), op == "expire" and { max_age = 1 } or nil)
 	assert(io.open(ready, "w")):close()
-	local spins = 0
+	local deadline = os.time() + 30
 	while not exists(go) do
-		spins = spins + 1
-		if spins > 2000000 then out(op, "NOGO") os.exit(1) end
+		if os.time() > deadline then out(op, "NOGO") os.exit(1) end
 	end
 	local function code(err)
 		return type(err) == "table" and tostring(err.code) or tostring(err)
