@@ -309,13 +309,12 @@ int lup_upload_resume(lup_upload **out, lup_store *s, const char *repo,
 		u->started_at = 0; /* unreadable: fall back to an mtime */
 		rc = 0;
 	}
-	if (rc == 0)
-		rc = lup_s_stat(s, u->data, &st, err);
-	if (rc == 0 && st.is_dir)
+	if (rc == 0 && (rc = lup_s_stat(s, u->data, &st, err)) ==
+			       LUP_EPATH_NOT_FOUND)
+		rc = find_moved(u, err); /* startedat is there, data is not */
+	else if (rc == LUP_EPATH_NOT_FOUND || (rc == 0 && st.is_dir))
 		rc = lup_error_set(err, LUP_EBLOB_UPLOAD_UNKNOWN, NULL,
 				   "blob upload unknown: %s/%s", repo, uuid);
-	else if (rc == LUP_EPATH_NOT_FOUND)
-		rc = find_moved(u, err);
 	if (rc != 0)
 		goto fail;
 	if (u->started_at == 0) {
