@@ -16,10 +16,11 @@
  *   not computed by one unbroken chain in this process is re-checked by
  *   re-hashing the data once).
  * - the upload's lock is taken on its directory, which exists from the
- *   start until the upload is removed; whoever removes an upload (finish, cancel,
- *   purge, expiry) holds it, and whoever takes it re-checks that the upload
- *   is still there (lup_store_lock_upload), so a loser of a race sees
- *   BLOB_UPLOAD_UNKNOWN and never re-creates a file of a removed upload.
+ *   start until the upload is removed; whoever removes an upload (finish,
+ *   cancel, purge, expiry) holds it, and whoever takes it re-checks that
+ *   the upload is still there (lup_store_lock_upload), so a loser of a race
+ *   sees BLOB_UPLOAD_UNKNOWN and never re-creates a file of a removed
+ *   upload.
  * - a failed finish leaves an upload that any process can finish or cancel
  *   (finish.c: the data moves into blobs/ only after the hash state at the
  *   full size, which names the blob, has been saved).

@@ -51,8 +51,9 @@ int lup_upload_release_writer(lup_upload *u, lup_error *err);
 
 void lup_upload_release_lock(lup_upload *u);
 
-/* Feed data[from, to) (the blob once moved) into h (and h2 unless NULL), counting re-read bytes;
- * BLOB_UPLOAD_INVALID if the data ends early. */
+/* Feed data[from, to) (read from the blob once moved) into h (and h2
+ * unless NULL), counting re-read bytes; BLOB_UPLOAD_INVALID if the data
+ * ends early. */
 int lup_upload_rehash(lup_upload *u, lup_hash *h, lup_hash *h2, int64_t from,
 		      int64_t to, lup_error *err);
 
