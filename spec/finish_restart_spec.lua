@@ -167,54 +167,67 @@ describe("finish killed before each driver operation (filesystem, separate proce
 	local LUA = os.getenv("LUA") or "lua5.4"
 	local CHILD = "spec/helpers/lifecycle_child.lua"
 
-	local function run_child(root, repo, k, data)
-		local p = assert(io.popen(("%s %s kill %s %s %d %s 2>&1"):format(LUA, CHILD,
-			H.quote(root), repo, k, H.quote(data))))
+	local function run_child(root, repo, k, data, uuid)
+		local p = assert(io.popen(("%s %s kill %s %s %d %s %s 2>&1"):format(LUA, CHILD,
+			H.quote(root), repo, k, H.quote(data), uuid or "")))
 		local text = p:read("a")
 		p:close()
 		return text:match("^(%x+%-[%x%-]+)\n"), text
 	end
 
-	it("leaves a store that one resume + finish (or purge) brings to a clean tree", function()
-		local data = "killed while finishing"
-		local dg = digest(data)
-		local finished_in_child, kills = false, 0
-		for k = 1, 60 do
-			local root = util.tmpdir("kill")
-			local uuid, text = run_child(root, "k/r", k, data)
-			assert.is_string(uuid, text)
-			local store = layerup.open(layerup.filesystem(root))
-			local d = store:driver()
-			if text:find("\ndone\n", 1, true) then
-				finished_in_child = true
-			else
-				assert.is_nil(text:find("failed", 1, true), text)
-				kills = kills + 1
-				local r, err = store:resume("k/r", uuid)
-				if r then
-					local res = assert(r:finish(dg))
-					assert.equals(dg, res.digest)
+	for _, flow in ipairs { "started", "resumed" } do
+		it("leaves a store that one resume + finish (or purge) brings to a clean tree (" .. flow .. " upload)", function()
+			local data = "killed while finishing " .. flow
+			local dg = digest(data)
+			local finished_in_child, kills = false, 0
+			for k = 1, 60 do
+				local root = util.tmpdir("kill")
+				local staged
+				if flow == "resumed" then
+					-- written and closed by another process first: the
+					-- finish starts from the state saved by close
+					local s0 = layerup.open(layerup.filesystem(root))
+					local u0 = assert(s0:start("k/r"))
+					assert(u0:write(data))
+					assert(u0:close())
+					staged = u0.uuid
+					s0:close()
+				end
+				local uuid, text = run_child(root, "k/r", k, data, staged)
+				assert.is_string(uuid, text)
+				local store = layerup.open(layerup.filesystem(root))
+				local d = store:driver()
+				if text:find("\ndone\n", 1, true) then
+					finished_in_child = true
 				else
-					-- killed after the links were written, while the
-					-- upload was being removed
-					assert.equals("BLOB_UPLOAD_UNKNOWN", err.code, "k=" .. k)
-					assert.equals(dg, d:get_content(link_path("k/r", dg)))
-					if exists(d, updir("k/r", uuid)) then
-						os.execute("find " .. H.quote(root) .. " -exec touch -h -d 2020-01-01 {} +")
-						assert(store:purge { older_than = 3600 })
+					assert.is_nil(text:find("failed", 1, true), text)
+					kills = kills + 1
+					local r, err = store:resume("k/r", uuid)
+					if r then
+						local res = assert(r:finish(dg))
+						assert.equals(dg, res.digest)
+					else
+						-- killed after the links were written, while the
+						-- upload was being removed
+						assert.equals("BLOB_UPLOAD_UNKNOWN", err.code, "k=" .. k)
+						assert.equals(dg, d:get_content(link_path("k/r", dg)))
+						if exists(d, updir("k/r", uuid)) then
+							os.execute("find " .. H.quote(root) .. " -exec touch -h -d 2020-01-01 {} +")
+							assert(store:purge { older_than = 3600 })
+						end
 					end
 				end
+				assert.equals(dg, d:get_content(link_path("k/r", dg)))
+				assert.equals(data, d:get_content(blob_path(dg)))
+				assert.is_false(exists(d, updir("k/r", uuid)), "k=" .. k)
+				local code, out = H.run { "verify", root }
+				assert.equals(0, code, "k=" .. k .. ": " .. out)
+				store:close()
+				util.rm_rf(root)
+				if finished_in_child then break end
 			end
-			assert.equals(dg, d:get_content(link_path("k/r", dg)))
-			assert.equals(data, d:get_content(blob_path(dg)))
-			assert.is_false(exists(d, updir("k/r", uuid)), "k=" .. k)
-			local code, out = H.run { "verify", root }
-			assert.equals(0, code, "k=" .. k .. ": " .. out)
-			store:close()
-			util.rm_rf(root)
-			if finished_in_child then break end
-		end
-		assert.is_true(finished_in_child)
-		assert.is_true(kills >= 5)
-	end)
+			assert.is_true(finished_in_child)
+			assert.is_true(kills >= 5)
+		end)
+	end
 end)

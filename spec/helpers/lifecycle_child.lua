@@ -2,8 +2,9 @@
 -- specs (spec/finish_restart_spec.lua, spec/race_spec.lua).  Run with the
 -- specs' LUA_PATH/LUA_CPATH:
 --
---   lua lifecycle_child.lua kill ROOT REPO K DATA
---       start an upload, write DATA, print its uuid, then finish it through
+--   lua lifecycle_child.lua kill ROOT REPO K DATA [UUID]
+--       start an upload and write DATA (or resume UUID, which holds DATA),
+--       print its uuid, then finish it through
 --       a driver that SIGKILLs this process just before its K-th operation
 --       (counted from the finish on); prints "done" when the finish ends
 --       before operation K.
@@ -53,8 +54,13 @@ if mode == "kill" then
 		return call(...)
 	end)
 	local store = layerup.open(d)
-	local u = assert(store:start(repo))
-	assert(u:write(data))
+	local u
+	if arg[6] then
+		u = assert(store:resume(repo, arg[6]))
+	else
+		u = assert(store:start(repo))
+		assert(u:write(data))
+	end
 	out(u.uuid)
 	local h = layerup.hasher("sha256")
 	h:update(data)
