@@ -160,17 +160,19 @@ static void detect_moved(lup_upload *u)
 }
 
 /* Verify want for a moved upload: its blob is named by u->hash.  A sha256
- * digest is compared with that name; any other algorithm is computed from
- * the blob, which must also still hash to its name. */
+ * digest is compared with that name; any other algorithm (and any digest
+ * under rehash_on_finish, which trusts no state) is computed from the blob,
+ * which must also still hash to its name. */
 static int verify_moved(lup_upload *u, const lup_digest *want,
 			lup_digest *canon, lup_error *err)
 {
+	int alias = want->alg != LUP_SHA256;
 	lup_hash full, other;
 	lup_digest got;
 	int rc;
 
 	lup_digest_from_hash(&u->hash, canon);
-	if (want->alg == LUP_SHA256) {
+	if (!alias && !u->store->rehash_on_finish) {
 		if (strcmp(canon->hex, want->hex) == 0)
 			return 0;
 		return lup_error_set(err, LUP_EDIGEST_INVALID, NULL,
@@ -179,13 +181,15 @@ static int verify_moved(lup_upload *u, const lup_digest *want,
 	}
 	lup_hash_init(&full, LUP_SHA256);
 	lup_hash_init(&other, want->alg);
-	if ((rc = lup_upload_rehash(u, &full, &other, 0, u->size, err)) != 0)
+	if ((rc = lup_upload_rehash(u, &full, alias ? &other : NULL, 0, u->size,
+				    err)) != 0)
 		return rc;
 	lup_digest_from_hash(&full, &got);
 	if (strcmp(got.hex, canon->hex) != 0)
 		return lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, u->blob,
 				     "blob %s hashes to %s", canon->str, got.str);
-	lup_digest_from_hash(&other, &got);
+	if (alias)
+		lup_digest_from_hash(&other, &got);
 	if (strcmp(got.hex, want->hex) != 0)
 		return lup_error_set(err, LUP_EDIGEST_INVALID, NULL,
 				     "content does not match digest %s (got %s)",
