@@ -238,8 +238,20 @@ static int place_blob(lup_upload *u, const lup_digest *canon, const char *blob,
 		return rc;
 	if (u->size == 0)
 		return lup_s_put(s, blob, "", 0, err);
-	if ((rc = save_proof(u, err)) != 0 ||
-	    (rc = lup_s_move(s, u->data, blob, err)) != 0)
+	/* The proof first.  An I/O failure fails the finish (the upload stays
+	 * as it was); a hashstates/ path the driver refuses (a symlink left
+	 * in the tree: INVALID_PATH) cannot hold it, so the move goes ahead
+	 * without it, and only this handle could complete a finish that
+	 * fails after the move. */
+	if ((rc = save_proof(u, err)) == LUP_EINVALID_PATH) {
+		lup_field f[] = { lup_fs("code", lup_error_name(rc)),
+				  lup_fs("message", err ? err->message : "") };
+
+		lup_upload_log(u, "upload.proof_failed", f, 2);
+	} else if (rc != 0) {
+		return rc;
+	}
+	if ((rc = lup_s_move(s, u->data, blob, err)) != 0)
 		return rc;
 	u->moved = 1;
 	snprintf(u->blob, sizeof(u->blob), "%s", blob);

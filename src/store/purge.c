@@ -246,7 +246,10 @@ int lup_store_purge(lup_store *s, int64_t older_than, int dry_run,
 			rc = 0; /* gone meanwhile (finished or cancelled) */
 			continue;
 		}
-		if (rc != 0 && rc != LUP_EBLOB_UPLOAD_UNKNOWN) {
+		/* INVALID_PATH: the upload directory is a symlink (debris):
+		 * nobody can lock or resume it; delete removes only the link. */
+		if (rc != 0 && rc != LUP_EBLOB_UPLOAD_UNKNOWN &&
+		    rc != LUP_EINVALID_PATH) {
 			lup_field f[] = { lup_fs("repo", in->repo),
 					  lup_fs("uuid", in->uuid),
 					  lup_fs("reason", e.message) };
