@@ -54,5 +54,6 @@ void lup_lua_open_driver(lua_State *L);  /* adds filesystem, memory, driver */
 void lup_lua_open_store(lua_State *L);   /* adds open, hasher, sha256_file */
 void lup_lua_open_upload(lua_State *L);  /* the upload class (no functions) */
 void lup_lua_open_hash(lua_State *L);    /* adds hasher, sha256_file */
+void lup_lua_open_fault(lua_State *L);   /* adds fault, fault_info (tests) */
 
 #endif
