@@ -1,6 +1,7 @@
 # layerup - one Makefile.  `make` builds the libraries and the Lua module,
 # `make run` does the main job, `make test` runs every test, `make check`
-# runs them under ASan+UBSan, `make bench` measures.
+# runs them under ASan+UBSan, `make bench` measures, `make torture`
+# kills, fails and races uploads.
 #
 # BUILD selects the output directory (helpers and `make check` use their
 # own).  LUA_INC / LUA picks the Lua 5.4 headers and interpreter.
@@ -29,7 +30,7 @@ CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 EXAMPLE_C = $(wildcard examples/*.c)
 EXAMPLE_BIN = $(EXAMPLE_C:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all deps run test check bench clean ctest fuzz
+.PHONY: all deps run test check bench clean ctest fuzz torture
 
 all: $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so \
      $(CTEST_BIN) $(EXAMPLE_BIN)
@@ -80,6 +81,12 @@ bench: deps
 
 fuzz: deps
 	@tools/fuzz
+
+# Crash, I/O-error, race and hostile-tree torture at full size (README
+# "Torture": about 8 minutes on 2 cores); `make test` runs a short version.
+torture: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) LUA=$(LUA) tools/torture
 
 clean:
 	rm -rf build build-asan build-fuzz
