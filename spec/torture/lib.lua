@@ -375,6 +375,25 @@ function T.trace(fsync)
 	return info.trace
 end
 
+-- count operation numbers spread evenly over the trace, plus every one
+-- whose "op path" matches a pattern of focus.
+function T.pick(trace, count, focus)
+	local n, ks, seen = #trace, {}, {}
+	local function add(k) if not seen[k] then seen[k] = true; ks[#ks + 1] = k end end
+	for i = 1, count do add(math.max(1, math.floor(i * n / count))) end
+	for k, op in ipairs(trace) do
+		for _, pat in ipairs(focus or {}) do
+			if op:match(pat) then add(k) end
+		end
+	end
+	table.sort(ks)
+	return ks
+end
+
+-- The operations of finish past its checks: where a kill or a failure
+-- leaves the most to repair.
+T.FINISH_OPS = { "^move ", "^put_content .*/link$", "^remove .*/_uploads/" }
+
 -- Crash torture -----------------------------------------------------------
 --
 -- opts: points = list of {crash_at=, crash_after=, torn=, fsync=, kill_after=}
@@ -392,7 +411,7 @@ function T.crash_points(opts)
 		if per == "all" then
 			for k = 1, n do ks[#ks + 1] = k end
 		else
-			for i = 1, per do ks[#ks + 1] = math.max(1, math.floor(i * n / per)) end
+			ks = T.pick(trace, per, opts.focus)
 		end
 		for _, k in ipairs(ks) do
 			pts[#pts + 1] = { crash_at = k, fsync = fsync, op = trace[k] }
@@ -496,7 +515,7 @@ function T.ioerr(opts)
 	if opts.ks == "all" then
 		for k = 1, n do ks[#ks + 1] = k end
 	else
-		for i = 1, opts.ks do ks[#ks + 1] = math.max(1, math.floor(i * n / opts.ks)) end
+		ks = T.pick(trace, opts.ks, opts.focus)
 	end
 	local dir = T.tmpdir("ioerr")
 	local root = dir .. "/root"

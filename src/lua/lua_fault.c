@@ -3,8 +3,9 @@
  * torture suite (include/layerup/fault.h), and layerup.fault_info(d).
  *
  *   layerup.fault(d, {crash_at = k, crash_after = bool, fail_at = k,
- *                     fail_count = n, fail_code = "IO", transient = bool,
- *                     torn = bool, record = bool}) -> driver
+ *                     fail_count = n (default 1; 0: every later operation),
+ *                     fail_code = "IO", transient = bool, torn = bool,
+ *                     record = bool}) -> driver
  *   layerup.fault_info(d) -> {ops =, injected =, trace = {"op path", ...}}
  *
  * A crash point kills the process (SIGKILL): for tests only.
@@ -61,7 +62,10 @@ static int new_fault(lua_State *L)
 		o.crash_at = opt_count(L, 2, "crash_at");
 		o.crash_after = opt_bool(L, 2, "crash_after");
 		o.fail_at = opt_count(L, 2, "fail_at");
-		o.fail_count = opt_count(L, 2, "fail_count");
+		/* Once by default; 0 asks for every operation from fail_at. */
+		lua_getfield(L, 2, "fail_count");
+		o.fail_count = lua_isnil(L, -1) ? 1 : opt_count(L, 2, "fail_count");
+		lua_pop(L, 1);
 		o.fail_transient = opt_bool(L, 2, "transient");
 		o.torn = opt_bool(L, 2, "torn");
 		o.record = opt_bool(L, 2, "record");
