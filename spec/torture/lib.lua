@@ -238,7 +238,7 @@ end
 -- The recovery of a fresh process after a crash or a failed operation:
 -- finish what was being finished, cancel what was being cancelled, resume
 -- and finish everything else; account lost acknowledged bytes.
-local function recover(root, states, fig, fail)
+local function recover(root, states, fig, fail, how)
 	local store = assert(layerup.open(root))
 	for _, label in ipairs { "u1", "u2", "u3" } do
 		local st, want = states[label], T.DATA[label]
@@ -269,7 +269,7 @@ local function recover(root, states, fig, fail)
 					fig.wrong_data = fig.wrong_data + 1
 					fail(label .. ": upload data differs from what was sent")
 				end
-				if want.ends == "cancel" or st.phase == "cancel" then
+				if want.ends == "cancel" or st.phase == "cancel" or how == "cancel" then
 					local ok, e = u:cancel()
 					if not ok then fail(label .. ": cancel after recovery: " .. tostring(e)) end
 				else
@@ -305,7 +305,7 @@ end
 
 -- Time passes: whatever is left under _uploads/ looks old, then one purge
 -- and verify must leave a clean tree.
-local function purge_verify(root, fail)
+local function purge_verify(root, fail, defect)
 	local reps = root .. V2 .. "/repositories"
 	for _, p in ipairs(lines("find " .. q(reps) .. " -path '*/_uploads/*/startedat' -type f 2>/dev/null")) do
 		write(p, "2000-01-01T00:00:00Z")
@@ -320,7 +320,9 @@ local function purge_verify(root, fail)
 	if #temps > 0 then fail("stale temporary left after purge: " .. temps[1]:sub(#root + 1), 10) end
 	local out
 	code, out = T.cli_here({ "verify", root })
-	if code ~= 0 then fail("verify after one purge exited " .. code .. ": " .. out:gsub("\n", " "):sub(1, 300)) end
+	if code ~= 0 then
+		fail("verify after one purge exited " .. code .. ": " .. out:gsub("\n", " "):sub(1, 300), defect)
+	end
 end
 
 -- Parse the report lines a child wrote before it died.
@@ -454,7 +456,10 @@ function T.crash(opts)
 			p.fsync and 1 or 0, p.crash_at or 0, p.crash_after and 1 or 0, p.torn and 1 or 0)
 		local code
 		if p.kill_after then
-			code = sh(("exec 2>/dev/null; timeout -s KILL %.3f %s >/dev/null 2>%s/stderr"):format(p.kill_after, args, q(dir)))
+			-- Not `timeout -s KILL`: it kills its own group and returns
+			-- before the child is reaped (and its locks released).
+			code = sh(("exec 2>/dev/null; %s >/dev/null 2>%s/stderr & pid=$!; sleep %.3f; kill -9 $pid; wait $pid")
+				:format(args, q(dir), p.kill_after))
 		else
 			-- The shell's own "Killed" notice goes to /dev/null.
 			code = sh("exec 2>/dev/null; " .. args .. " >/dev/null 2>" .. q(dir) .. "/stderr")
@@ -477,13 +482,15 @@ function T.crash(opts)
 			fig.wrong_blobs = fig.wrong_blobs + #bad
 			fail("partial or wrong blob visible after the crash: " .. bad[1])
 		end
+		local unfinishable = fig.unfinishable
 		recover(root, parse_report(report), fig, fail)
 		bad = check_blobs(root)
 		if #bad > 0 then
 			fig.wrong_blobs = fig.wrong_blobs + #bad
 			fail("wrong blob after recovery: " .. bad[1])
 		end
-		purge_verify(root, fail)
+		-- An upload that could not be finished leaves its blob unlinked.
+		purge_verify(root, fail, fig.unfinishable > unfinishable and 4 or nil)
 		r.trials = r.trials + 1
 		if opts.progress then opts.progress(r) end
 	end
@@ -495,8 +502,10 @@ end
 --
 -- For every operation k of the lives: fail it once (and, with persistent,
 -- fail it and everything after), with retries off.  The run must end in a
--- clear error (or tolerate it), and a fresh store must then resume and
--- finish (or cancel) every upload, and purge + verify must be clean.
+-- clear error (or tolerate it: a failed cleanup is logged, not fatal), and
+-- a fresh store must then resume and finish every upload (after a one-off
+-- failure) or cancel it (after a persistent one), and purge + verify must
+-- be clean.
 local DOCUMENTED = {}
 for _, c in ipairs { "BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID",
 	"NAME_INVALID", "SIZE_INVALID", "RANGE_INVALID", "DENIED", "UNSUPPORTED", "PATH_NOT_FOUND",
@@ -554,8 +563,11 @@ function T.ioerr(opts)
 				fig.wrong_blobs = fig.wrong_blobs + #bad
 				fail("partial or wrong blob visible: " .. bad[1])
 			end
-			recover(root, states, fig, fail)
-			purge_verify(root, fail)
+			-- Both ways out: resume + finish after a one-off failure,
+			-- cancel after a persistent one.
+			local unfinishable = fig.unfinishable
+			recover(root, states, fig, fail, mode == "persistent" and "cancel" or "finish")
+			purge_verify(root, fail, fig.unfinishable > unfinishable and 4 or nil)
 			r.trials = r.trials + 1
 			if opts.progress then opts.progress(r) end
 		end
