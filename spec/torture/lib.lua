@@ -377,6 +377,25 @@ function T.trace(fsync)
 	return info.trace
 end
 
+local function clock()
+	local p = io.popen("date +%s.%N")
+	local t = tonumber(p:read("l"))
+	p:close()
+	return t
+end
+
+-- Seconds an uninterrupted crash child takes (the span for timed kills).
+function T.child_time(fsync)
+	local dir = T.tmpdir("time")
+	setup_root(dir .. "/root")
+	local t0 = clock()
+	sh(("%s %s/crash_child.lua %s %s %d 0 0 0 >/dev/null 2>&1"):format(LUA, q(HERE), q(dir .. "/root"),
+		q(dir .. "/report"), fsync and 1 or 0))
+	local t = clock() - t0
+	T.rm(dir)
+	return math.max(0.01, math.min(t, 2))
+end
+
 -- count operation numbers spread evenly over the trace, plus every one
 -- whose "op path" matches a pattern of focus.
 function T.pick(trace, count, focus)
@@ -436,8 +455,10 @@ function T.crash_points(opts)
 	-- Kills at random moments, from outside, across the whole run; with
 	-- opts.total, as many as make the total.
 	if opts.total then timed = math.max(timed, opts.total - #pts) end
+	local span = { [false] = T.child_time(false), [true] = T.child_time(true) }
 	for i = 1, timed do
-		pts[#pts + 1] = { kill_after = 0.02 + math.random() * 0.25, fsync = i % 2 == 0, op = "timer" }
+		local fsync = i % 2 == 0
+		pts[#pts + 1] = { kill_after = span[fsync] * (0.05 + math.random()), fsync = fsync, op = "timer" }
 	end
 	return pts
 end
