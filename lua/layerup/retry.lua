@@ -33,19 +33,20 @@ function M.retryable(err, op)
 	return op == "finish.validate"
 end
 
--- A tiny xorshift64* generator, so that jitter is reproducible from a seed
--- and never touches the global math.random state.
+-- A small generator (Park-Miller "minimal standard", x = 48271 x mod
+-- 2^31-1), so that jitter is reproducible from a seed and never touches
+-- the global math.random state.  Its products stay below 2^47, exact in
+-- doubles, so it gives the same numbers on Lua 5.4 and LuaJIT.
 local function prng(seed)
-	local x = math.tointeger(seed) or 0
+	local m = 2147483647
+	local x = type(seed) == "number" and seed == seed and seed ~= math.huge
+		and seed ~= -math.huge and math.floor(seed) % m or 0
 	if x == 0 then
-		x = 0x2545F4914F6CDD1D
+		x = 20240601
 	end
 	return function()
-		x = x ~ (x >> 12)
-		x = x ~ (x << 25)
-		x = x ~ (x >> 27)
-		local r = x * 0x2545F4914F6CDD1D
-		return (r >> 11) / 9007199254740992.0 -- [0, 1)
+		x = (x * 48271) % m
+		return (x - 1) / (m - 1) -- [0, 1)
 	end
 end
 M.prng = prng
@@ -82,7 +83,7 @@ function M.backoff(opts)
 	if seed == nil then
 		-- os.time alone would give equal seeds to processes started together.
 		local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
-		seed = os.time() ~ (math.tointeger(addr) or 0)
+		seed = os.time() + addr % 2147483647
 	end
 	local random = prng(seed)
 
