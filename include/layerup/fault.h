@@ -11,7 +11,8 @@
  * crash_after); at operations fail_at .. fail_at + fail_count - 1 the
  * operation fails with fail_code instead of running.  A torn write (torn)
  * writes the first half of the buffer before the crash or the failure, as
- * a kill or an error in the middle of write(2) would.
+ * a kill or an error in the middle of write(2) would.  delay_at stalls one
+ * operation, so that a race between processes takes a chosen schedule.
  *
  * For tests only: a crash point kills the whole process.
  */
@@ -36,9 +37,11 @@ typedef struct lup_fault_options {
 	int fail_transient; /* mark the failure transient (retry may help) */
 	int torn;           /* writer.write crashes/fails after half its bytes */
 	int record;         /* keep "op path" of every operation (trace) */
+	int64_t delay_at;   /* 0: never; k: sleep before operation k ... */
+	int64_t delay_us;   /* ... this many microseconds (race schedules) */
 } lup_fault_options;
 
-#define LUP_FAULT_OPTIONS_INIT { LUP_DRIVER_VERSION, 0, 0, 0, 0, 0, 0, 0, 0 }
+#define LUP_FAULT_OPTIONS_INIT { LUP_DRIVER_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* Wrap inner (the new driver holds its own reference on it).  The wrapper
  * carries inner's name, so error messages read as inner's own. */

@@ -130,19 +130,25 @@ local function sha256(s) return layerup.hasher("sha256"):update(s):digest() end
 -- three sessions (one write large enough to be hashed on the worker
 -- thread), survives a purge of an abandoned upload and is finished; u2 is
 -- cancelled; u3 pushes u1's bytes into a second repository (dedup).
-local A1, A2, B, C = bytes(1, 300000), bytes(2, 12345), bytes(3, 70001), bytes(4, 999)
-local D = bytes(5, 5000)
-local FULL = A1 .. A2 .. B .. C
-T.DATA = {
-	u1 = { repo = REPO, data = FULL, digest = sha256(FULL), ends = "finish" },
-	u2 = { repo = REPO, data = D, ends = "cancel" },
-	u3 = { repo = REPO2, data = FULL, digest = sha256(FULL), ends = "finish" },
-}
+-- Built on first use (race children need none of it).
+local A1, A2, B, C, D, FULL
+local function load_data()
+	if FULL then return end
+	A1, A2, B, C = bytes(1, 300000), bytes(2, 12345), bytes(3, 70001), bytes(4, 999)
+	D = bytes(5, 5000)
+	FULL = A1 .. A2 .. B .. C
+	T.DATA = {
+		u1 = { repo = REPO, data = FULL, digest = sha256(FULL), ends = "finish" },
+		u2 = { repo = REPO, data = D, ends = "cancel" },
+		u3 = { repo = REPO2, data = FULL, digest = sha256(FULL), ends = "finish" },
+	}
+end
 
 -- Run the lives on store; rep(label, event, value) is called before and
 -- after every step (what the process acknowledged).  Raises {phase=, err=}
 -- on the first failure, after closing the handles it holds.
 function T.lifecycle(store, rep)
+	load_data()
 	local open = {}
 	local function chk(phase, v, err)
 		if v == nil then error({ phase = phase, err = err }, 0) end
@@ -239,6 +245,7 @@ end
 -- finish what was being finished, cancel what was being cancelled, resume
 -- and finish everything else; account lost acknowledged bytes.
 local function recover(root, states, fig, fail, how)
+	load_data()
 	local store = assert(layerup.open(root))
 	for _, label in ipairs { "u1", "u2", "u3" } do
 		local st, want = states[label], T.DATA[label]
@@ -624,6 +631,7 @@ function T.race(opts)
 	local dir = T.tmpdir("race")
 	local root = dir .. "/root"
 	local digest = sha256(RACE_DATA)
+	assert(sh("mkfifo " .. q(dir .. "/ready")) == 0)
 	math.randomseed(opts.seed or 2)
 	for t = 1, opts.trials do
 		local pair = T.PAIRS[(t - 1) % #T.PAIRS + 1]
@@ -639,17 +647,23 @@ function T.race(opts)
 		local updir = root .. V2 .. "/repositories/" .. REPO .. "/_uploads/" .. uuid
 		write(updir .. "/startedat", "2000-01-01T00:00:00Z")
 		store:close()
-		for _, f in ipairs { "a", "b" } do
-			os.remove(dir .. "/" .. f .. ".ready")
-			os.remove(dir .. "/" .. f .. ".out")
-		end
+		for _, f in ipairs { "a", "b" } do os.remove(dir .. "/" .. f .. ".out") end
+		-- Two trials in three stall one storage operation of one side
+		-- (up to 20 ms): the schedules a free race rarely takes.
+		local stall_side = math.random(1, 3)
 		local function child(tag, role)
-			return ("%s %s/race_child.lua %s %s %s %s %s %d 2>>%s/stderr"):format(LUA, q(HERE), q(root),
-				role, uuid, digest, q(dir .. "/" .. tag), math.random(0, opts.spin or 20000), q(dir))
+			local at, us = 0, 0
+			if (tag == "a" and stall_side == 1) or (tag == "b" and stall_side == 2) then
+				at, us = math.random(1, 12), math.random(100, 20000)
+			end
+			return ("%s %s/race_child.lua %s %s %s %s %s %d %d %d 2>>%s/stderr"):format(LUA, q(HERE), q(root),
+				role, uuid, digest, q(dir .. "/" .. tag), math.random(0, opts.spin or 20000), at, us, q(dir))
 		end
 		-- Both children read their stdin (one pipe) to EOF before acting;
-		-- the writer ends once both are ready, releasing them together.
-		local barrier = ("n=0; while [ ! -e %s/a.ready ] || [ ! -e %s/b.ready ]; do sleep 0.002; n=$((n+1)); [ $n -gt 5000 ] && break; done"):format(q(dir), q(dir))
+		-- the writer ends once both have written their byte into the ready
+		-- FIFO (held open read-write: no EOF until both bytes are in),
+		-- releasing them together.
+		local barrier = ("exec 3<>%s; timeout 60 head -c 2 <&3 >/dev/null"):format(q(dir .. "/ready"))
 		sh(("(%s) | { %s & %s & wait; }"):format(barrier, child("a", pair[1]), child("b", pair[2])))
 		local ra, rb = parse_race(dir .. "/a.out"), parse_race(dir .. "/b.out")
 		local defect = (pair[2] == "expire") and 3 or 6

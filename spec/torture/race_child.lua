@@ -1,8 +1,10 @@
--- spec/torture/race_child.lua ROOT ROLE UUID DIGEST OUT SPIN
--- One side of a race on upload UUID of lib.lua's repository.  Touches
--- OUT.ready, waits for EOF on stdin (the barrier that releases both sides
--- together), spins SPIN iterations to vary the interleaving, then acts and
--- writes "<step> ok <value>" / "<step> err <CODE> <message>" lines to
+-- spec/torture/race_child.lua ROOT ROLE UUID DIGEST OUT SPIN DELAY_AT DELAY_US
+-- One side of a race on upload UUID of lib.lua's repository.  Writes a
+-- byte into the FIFO "ready" next to OUT, waits for EOF on stdin (the
+-- barrier that releases both sides together), spins SPIN iterations to vary
+-- the interleaving (and stalls its DELAY_AT-th storage operation DELAY_US
+-- microseconds, through the fault driver, to force a schedule), then acts
+-- and writes "<step> ok <value>" / "<step> err <CODE> <message>" lines to
 -- OUT.out, ending with "done ok".
 --   resume  resume, close
 --   write   resume, write 2 bytes, close
@@ -27,8 +29,12 @@ local function say(step, v, err)
 	return v
 end
 
-local store = assert(layerup.open(root, role == "expire" and { max_age = 3600 } or nil))
-assert(io.open(out .. ".ready", "w")):close()
+local d = assert(layerup.fault(assert(layerup.filesystem(root)),
+	{ delay_at = tonumber(arg[7]) or 0, delay_us = tonumber(arg[8]) or 0 }))
+local store = assert(layerup.open(d, role == "expire" and { max_age = 3600 } or nil))
+local ready = assert(io.open(out:match("^(.*)/[^/]*$") .. "/ready", "w"))
+ready:write("x")
+ready:close()
 io.read("a")
 local x = 0
 for i = 1, spin do x = x + i end

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "layerup/fault.h"
@@ -52,6 +53,15 @@ static _Noreturn void crash(void)
 	_exit(137); /* not reached: SIGKILL cannot be caught */
 }
 
+/* Sleep us microseconds, through signals. */
+static void stall(int64_t us)
+{
+	struct timespec ts = { (time_t)(us / 1000000), (long)(us % 1000000) * 1000 };
+
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
 static void record(fault_driver *fd, const char *op, const char *path)
 {
 	char line[LUP_ERROR_PATH_MAX + 32];
@@ -74,6 +84,8 @@ static int enter(fault_driver *fd, const char *op, const char *path,
 	*k = n;
 	if (o->record)
 		record(fd, op, path);
+	if (n == o->delay_at)
+		stall(o->delay_us);
 	if (n == o->crash_at && !o->crash_after)
 		crash();
 	if (failable && o->fail_at > 0 && n >= o->fail_at &&
@@ -244,6 +256,8 @@ static int w_write(lup_writer *w, const void *buf, size_t n, lup_error *err)
 	/* enter() by hand: a torn write puts half the bytes down first. */
 	if (fd->o.record)
 		record(fd, "writer.write", fw->path);
+	if (k == fd->o.delay_at)
+		stall(fd->o.delay_us);
 	fail = fd->o.fail_at > 0 && k >= fd->o.fail_at &&
 	       (fd->o.fail_count <= 0 || k - fd->o.fail_at < fd->o.fail_count);
 	if ((k == fd->o.crash_at && !fd->o.crash_after) || fail) {
@@ -370,7 +384,8 @@ int lup_driver_fault(lup_driver **out, lup_driver *inner,
 		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
 				     "fault: unsupported options version %u",
 				     opts->version);
-	if (opts->crash_at < 0 || opts->fail_at < 0 || opts->fail_count < 0)
+	if (opts->crash_at < 0 || opts->fail_at < 0 || opts->fail_count < 0 ||
+	    opts->delay_at < 0 || opts->delay_us < 0)
 		return lup_error_set(err, LUP_EIO, NULL,
 				     "fault: negative operation number");
 	fd = calloc(1, sizeof(*fd));

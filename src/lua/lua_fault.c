@@ -5,7 +5,7 @@
  *   layerup.fault(d, {crash_at = k, crash_after = bool, fail_at = k,
  *                     fail_count = n (default 1; 0: every later operation),
  *                     fail_code = "IO", transient = bool, torn = bool,
- *                     record = bool}) -> driver
+ *                     record = bool, delay_at = k, delay_us = n}) -> driver
  *   layerup.fault_info(d) -> {ops =, injected =, trace = {"op path", ...}}
  *
  * A crash point kills the process (SIGKILL): for tests only.
@@ -69,6 +69,8 @@ static int new_fault(lua_State *L)
 		o.fail_transient = opt_bool(L, 2, "transient");
 		o.torn = opt_bool(L, 2, "torn");
 		o.record = opt_bool(L, 2, "record");
+		o.delay_at = opt_count(L, 2, "delay_at");
+		o.delay_us = opt_count(L, 2, "delay_us");
 		lua_getfield(L, 2, "fail_code");
 		if (!lua_isnil(L, -1)) {
 			const char *name = luaL_checkstring(L, -1);
