@@ -99,6 +99,29 @@ describe("fault driver", function()
 	end)
 end)
 
+describe("torture checks", function()
+	it("catch a hash state that does not match the data below its offset", function()
+		local root = T.tmpdir("neg")
+		local store = assert(layerup.open(root))
+		local u = assert(store:start("a/b"))
+		assert(u:write(("x"):rep(5000)))
+		assert(u:close())
+		store:close()
+		local fails = {}
+		local function fail(msg, defect) fails[#fails + 1] = { msg = msg, defect = defect } end
+		assert.equals(1, T.check_states(root, fail))
+		assert.same({}, fails)
+		-- Same length, other bytes: the state no longer vouches for them.
+		local f = assert(io.open(root .. T.V2 .. "/repositories/a/b/_uploads/" .. u.uuid .. "/data", "wb"))
+		f:write(("y"):rep(5000))
+		f:close()
+		assert.equals(1, T.check_states(root, fail))
+		assert.equals(1, #fails)
+		assert.matches("does not match the data", fails[1].msg)
+		T.rm(root)
+	end)
+end)
+
 describe("torture (short)", function()
 	it("crash: SIGKILL at operation boundaries, torn writes and random moments, then recovery", function()
 		local r = T.crash { boundaries = 4, focus = T.FINISH_OPS, timed = 2, seed = 1 }

@@ -236,6 +236,50 @@ local function check_blobs(root)
 end
 T.check_blobs = check_blobs
 
+-- Every hash state left under _uploads/ vouches for the data below its
+-- offset (issue 8, defect 7: never a wrong state on storage).  Proof: in a
+-- scratch root holding only the data up to the offset and that state,
+-- resume takes the exact state, and finish with the true digest of those
+-- bytes succeeds without reading any of them back (a wrong state would
+-- make finish re-hash the data).  Returns the number of states checked.
+local function check_states(root, fail)
+	local n = 0
+	local pat = "find " .. q(root .. V2 .. "/repositories") .. " -path '*/_uploads/*/hashstates/sha256/*' -type f 2>/dev/null"
+	for _, p in ipairs(lines(pat)) do
+		local repo, uuid, off = p:match("/repositories/(.-)/_uploads/([%x-]+)/hashstates/sha256/(%d+)$")
+		local dir = p:match("^(.*)/hashstates/sha256/%d+$")
+		local data, state = read(dir .. "/data"), read(p)
+		off = tonumber(off)
+		if repo and data and state and off and off <= #data then
+			n = n + 1
+			local scratch = T.tmpdir("state")
+			local sdir = scratch .. V2 .. "/repositories/" .. repo .. "/_uploads/" .. uuid
+			sh("mkdir -p " .. q(sdir .. "/hashstates/sha256"))
+			write(sdir .. "/startedat", "2000-01-01T00:00:00Z")
+			write(sdir .. "/data", data:sub(1, off))
+			write(sdir .. "/hashstates/sha256/" .. off, state)
+			local store = assert(layerup.open(scratch))
+			local u, err = store:resume(repo, uuid)
+			if not u then
+				fail(("hash state %d of %s: resume: %s"):format(off, uuid, tostring(err)))
+			else
+				local ok, e = u:finish(sha256(data:sub(1, off)))
+				if not ok then
+					fail(("hash state %d of %s: finish: %s"):format(off, uuid, tostring(e)), 7)
+				elseif u:bytes_reread() ~= 0 then
+					fail(("hash state %d of %s does not match the data (finish re-read %d bytes)")
+						:format(off, uuid, u:bytes_reread()), 7)
+				end
+				u:close()
+			end
+			store:close()
+			T.rm(scratch)
+		end
+	end
+	return n
+end
+T.check_states = check_states
+
 local function linked(store, repo, digest, size)
 	local st = store:stat(digest, repo)
 	return st ~= nil and st.size == size
@@ -492,7 +536,7 @@ end
 function T.crash(opts)
 	local r = new_result("crash")
 	local fig = { points = 0, killed = 0, completed = 0, wrong_blobs = 0, lost_bytes = 0,
-		lost_uploads = 0, wrong_data = 0, unfinishable = 0, fsync = 0 }
+		lost_uploads = 0, wrong_data = 0, unfinishable = 0, fsync = 0, states_checked = 0 }
 	r.figures = fig
 	local dir = T.tmpdir("crash")
 	local root, report = dir .. "/root", dir .. "/report"
@@ -529,6 +573,7 @@ function T.crash(opts)
 			fig.wrong_blobs = fig.wrong_blobs + #bad
 			fail("partial or wrong blob visible after the crash: " .. bad[1])
 		end
+		fig.states_checked = fig.states_checked + check_states(root, fail)
 		local unfinishable = fig.unfinishable
 		recover(root, parse_report(report), fig, fail)
 		bad = check_blobs(root)
@@ -563,7 +608,7 @@ end
 function T.ioerr(opts)
 	local r = new_result("ioerr")
 	local fig = { runs = 0, errors = 0, tolerated = 0, lost_bytes = 0, lost_uploads = 0, wrong_data = 0,
-		unfinishable = 0, wrong_blobs = 0, codes = {} }
+		unfinishable = 0, wrong_blobs = 0, codes = {}, states_checked = 0 }
 	r.figures = fig
 	local trace = T.trace(false)
 	local n = #trace
@@ -610,6 +655,7 @@ function T.ioerr(opts)
 				fig.wrong_blobs = fig.wrong_blobs + #bad
 				fail("partial or wrong blob visible: " .. bad[1])
 			end
+			fig.states_checked = fig.states_checked + check_states(root, fail)
 			-- Both ways out: resume + finish after a one-off failure,
 			-- cancel after a persistent one.
 			local unfinishable = fig.unfinishable
