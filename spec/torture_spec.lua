@@ -124,7 +124,7 @@ end)
 
 describe("torture (short)", function()
 	it("crash: SIGKILL at operation boundaries, torn writes and random moments, then recovery", function()
-		local r = T.crash { boundaries = 4, focus = T.FINISH_OPS, timed = 2, seed = 1 }
+		local r = T.crash { boundaries = 2, focus = T.FINISH_OPS, timed = 2, seed = 1 }
 		assert.is_true(r.trials >= 10)
 		assert.equals(0, r.figures.wrong_blobs)
 		assert.equals(0, r.figures.lost_bytes)
@@ -132,7 +132,7 @@ describe("torture (short)", function()
 	end)
 
 	it("I/O-error sweep: a failure at operation k, once or persistent, ends clear and recoverable", function()
-		local r = T.ioerr { ks = 6, focus = T.FINISH_OPS }
+		local r = T.ioerr { ks = 4, focus = T.FINISH_OPS }
 		assert.is_true(r.trials >= 12)
 		assert.equals(0, r.figures.wrong_blobs)
 		assert.equals(0, r.figures.lost_bytes)
