@@ -247,8 +247,9 @@ local function check_states(root, fail)
 	local pat = "find " .. q(root .. V2 .. "/repositories") .. " -path '*/_uploads/*/hashstates/sha256/*' -type f 2>/dev/null"
 	for _, p in ipairs(lines(pat)) do
 		local repo, uuid, off = p:match("/repositories/(.-)/_uploads/([%x-]+)/hashstates/sha256/(%d+)$")
+		-- (Not a state: a temporary a kill left behind, purge's job.)
 		local dir = p:match("^(.*)/hashstates/sha256/%d+$")
-		local data, state = read(dir .. "/data"), read(p)
+		local data, state = dir and read(dir .. "/data"), read(p)
 		off = tonumber(off)
 		if repo and data and state and off and off <= #data then
 			n = n + 1
