@@ -1,7 +1,7 @@
 /*
  * driver_fault.c - the fault driver: counts every storage operation of a
  * wrapped driver and, at chosen operations, kills the process or fails the
- * operation (see include/layerup/fault.h).
+ * operation (see include/layerup/sys/fault.h).
  *
  * The torture suite (tools/torture, spec/torture_spec.lua) uses it to put a
  * SIGKILL at every operation boundary of an upload's life and to fail each
@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "layerup/fault.h"
+#include "layerup/sys/fault.h"
 
 typedef struct {
 	lup_driver base;

@@ -1,6 +1,6 @@
 /*
  * lua_fault.c - layerup.fault(inner, opts): the fault driver for the
- * torture suite (include/layerup/fault.h), and layerup.fault_info(d).
+ * torture suite (include/layerup/sys/fault.h), and layerup.fault_info(d).
  *
  *   layerup.fault(d, {crash_at = k, crash_after = bool, fail_at = k,
  *                     fail_count = n (default 1; 0: every later operation),
@@ -12,7 +12,7 @@
  */
 #include <string.h>
 
-#include "layerup/fault.h"
+#include "layerup/sys/fault.h"
 #include "lua/lua_util.h"
 
 /* A non-negative whole number field (nil: 0). */

@@ -1,5 +1,5 @@
 /*
- * layerup/fault.h - a fault-injecting driver for crash and I/O-error tests.
+ * layerup/sys/fault.h - a fault-injecting driver for crash and I/O-error tests.
  *
  * lup_driver_fault wraps any driver and counts every operation that reaches
  * storage: the driver methods (get_content, put_content, reader, writer,
@@ -16,12 +16,13 @@
  *
  * For tests only: a crash point kills the whole process.
  */
-#ifndef LAYERUP_FAULT_H
-#define LAYERUP_FAULT_H
+#ifndef LAYERUP_SYS_FAULT_H
+#define LAYERUP_SYS_FAULT_H
 
 #include <stdint.h>
 
-#include "layerup/driver.h"
+#include "layerup/common.h"
+#include "layerup/sys/driver.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,18 +46,18 @@ typedef struct lup_fault_options {
 
 /* Wrap inner (the new driver holds its own reference on it).  The wrapper
  * carries inner's name, so error messages read as inner's own. */
-int lup_driver_fault(lup_driver **out, lup_driver *inner,
+LUP_API int lup_driver_fault(lup_driver **out, lup_driver *inner,
 		     const lup_fault_options *opts, lup_error *err);
 
 /* Counters of a fault driver: operations started, failures injected.
  * -1 when d is not a fault driver. */
-int64_t lup_fault_ops(lup_driver *d);
-int64_t lup_fault_injected(lup_driver *d);
+LUP_API int64_t lup_fault_ops(lup_driver *d);
+LUP_API int64_t lup_fault_injected(lup_driver *d);
 
 /* The recorded trace (record = 1): one "op path" string per operation,
  * operation k at index k - 1, appended to out.  LUP_EUNSUPPORTED when d is
  * not a fault driver. */
-int lup_fault_trace(lup_driver *d, lup_strlist *out, lup_error *err);
+LUP_API int lup_fault_trace(lup_driver *d, lup_strlist *out, lup_error *err);
 
 #ifdef __cplusplus
 }
