@@ -8,7 +8,7 @@ local layerup = require "layerup"
 local T = require "torture.lib"
 
 -- Issue 8 defects not fixed on this branch yet.
-local KNOWN = { [3] = true, [4] = true, [6] = true }
+local KNOWN = {}
 
 -- Real failures fail the test; known ones make it pending.
 local function judge(r)
