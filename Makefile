@@ -108,7 +108,7 @@ fuzz: deps
 	@tools/fuzz
 
 # Crash, I/O-error, race and hostile-tree torture at full size (README
-# "Torture": about 8 minutes on 2 cores); `make test` runs a short version.
+# "Torture": 6-7 minutes on 2 cores); `make test` runs a short version.
 torture: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) LUA=$(LUA) tools/torture
