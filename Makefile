@@ -1,6 +1,7 @@
 # layerup - one Makefile.  `make` builds the libraries and the Lua module,
 # `make run` does the main job, `make test` runs every test, `make check`
-# runs them under ASan+UBSan, `make bench` measures, `make install` and
+# runs them under ASan+UBSan, `make bench` measures, `make torture`
+# kills, fails and races uploads, `make install` and
 # `make uninstall` install and remove (PREFIX, DESTDIR, see below).
 #
 # BUILD selects the output directory (helpers and `make check` use their
@@ -34,7 +35,7 @@ CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 EXAMPLE_C = $(wildcard examples/*.c)
 EXAMPLE_BIN = $(EXAMPLE_C:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib deps run test test-s3-swift check bench clean ctest fuzz docs \
+.PHONY: all lib deps run test test-s3-swift check bench clean ctest fuzz docs torture \
 	install install-lib install-lua install-docs uninstall
 
 LIBS_OUT = $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so
@@ -112,6 +113,12 @@ fuzz: deps
 docs: deps
 	@LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;" \
 		LUA_CPATH="$(CURDIR)/$(BUILD)/?.so;;" LUA=$(LUA) tools/gen-docs
+
+# Crash, I/O-error, race and hostile-tree torture at full size (README
+# "Torture": 6-7 minutes on 2 cores); `make test` runs a short version.
+torture: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) LUA=$(LUA) tools/torture
 
 # Install.  Directories follow GNU and LuaRocks naming; the defaults are
 # where Debian's lua5.4 looks (package.path/cpath under /usr/local).

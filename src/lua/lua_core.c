@@ -18,5 +18,6 @@ int luaopen_layerup_core(lua_State *L)
 	lup_lua_open_store(L);
 	lup_lua_open_layout(L);
 	lup_lua_open_s3(L);
+	lup_lua_open_fault(L);
 	return 1;
 }

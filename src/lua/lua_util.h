@@ -70,5 +70,6 @@ void lup_lua_open_upload(lua_State *L);  /* the upload class (no functions) */
 void lup_lua_open_hash(lua_State *L);    /* adds hasher, sha256_file */
 void lup_lua_open_layout(lua_State *L);  /* adds layout, forward_signals */
 void lup_lua_open_s3(lua_State *L);      /* adds s3, s3_counters */
+void lup_lua_open_fault(lua_State *L);   /* adds fault, fault_info (tests) */
 
 #endif
