@@ -9,6 +9,9 @@ BUILD    ?= build
 CC       ?= cc
 LUA      ?= lua5.4
 LUA_INC  ?= -I/usr/include/lua5.4
+# The same binding built for LuaJIT 2.1 (nginx's Lua module): $(BUILD)/luajit/
+LUAJIT   ?= luajit
+LUAJIT_INC ?= $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 OPT      ?= -O2 -g
 SAN      ?=
 CFLAGS_ALL = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC \
@@ -22,6 +25,7 @@ LIB_SRC  = $(wildcard src/core/*.c src/drivers/*.c src/store/*.c)
 LUA_SRC  = $(wildcard src/lua/*.c)
 LIB_OBJ  = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_OBJ  = $(LUA_SRC:src/%.c=$(BUILD)/obj/%.o)
+LUAJIT_OBJ = $(LUA_SRC:src/%.c=$(BUILD)/luajit/obj/%.o)
 HDRS     = $(wildcard include/*.h include/layerup/*.h include/layerup/*/*.h src/*/*.h)
 
 CTEST_SRC = $(wildcard spec/c/test_*.c)
@@ -32,7 +36,7 @@ EXAMPLE_BIN = $(EXAMPLE_C:examples/%.c=$(BUILD)/examples/%)
 .PHONY: all deps run test check bench clean ctest fuzz
 
 all: $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so \
-     $(CTEST_BIN) $(EXAMPLE_BIN)
+     $(BUILD)/luajit/layerup/core.so $(CTEST_BIN) $(EXAMPLE_BIN)
 
 # Installs missing Debian packages when root, else names the command.
 deps:
@@ -50,6 +54,16 @@ $(BUILD)/liblayerup.so: $(LIB_OBJ)
 	$(CC) -shared $(SAN) -o $@ $^ $(LIBS)
 
 $(BUILD)/layerup/core.so: $(LIB_OBJ) $(LUA_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(SAN) -o $@ $^ $(LIBS)
+
+# Neither build links liblua/libluajit: the host (lua5.4, luajit, nginx)
+# provides the symbols, and loading the wrong build fails cleanly.
+$(BUILD)/luajit/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(subst $(LUA_INC),$(LUAJIT_INC),$(CFLAGS_ALL)) -c $< -o $@
+
+$(BUILD)/luajit/layerup/core.so: $(LIB_OBJ) $(LUAJIT_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(SAN) -o $@ $^ $(LIBS)
 

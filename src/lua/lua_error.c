@@ -105,7 +105,7 @@ void lup_lua_to_error(lua_State *L, int idx, int default_code,
 
 	if (!err)
 		return;
-	idx = lua_absindex(L, idx);
+	idx = lup_absindex(L, idx);
 	lup_error_clear(err);
 	err->code = default_code;
 	switch (lua_type(L, idx)) {
@@ -128,7 +128,7 @@ void lup_lua_to_error(lua_State *L, int idx, int default_code,
 				 sizeof(err->path));
 		lua_pushliteral(L, "offset");
 		lua_rawget(L, idx);
-		off = lua_tointegerx(L, -1, &isnum);
+		off = lup_tointegerx(L, -1, &isnum);
 		if (isnum)
 			err->offset = (int64_t)off;
 		lua_pop(L, 1);

@@ -119,9 +119,9 @@ static int hook_link(const lup_link_ctx *ctx, lup_link_add_fn add, void *sink,
 		lua_pop(L, 2);
 		return rc;
 	}
-	lua_Integer n = luaL_len(L, -2);
+	lua_Integer n = lup_len(L, -2);
 	for (lua_Integer i = 1; rc == 0 && i <= n; i++) {
-		lua_geti(L, -2, i);
+		lup_geti(L, -2, i);
 		if (lua_istable(L, -1)) {
 			lua_getfield(L, -1, "repo");
 			lua_getfield(L, -2, "digest");
@@ -239,9 +239,9 @@ static int store_open(lua_State *L)
 			ls->pol.refs[k] = luaL_ref(L, LUA_REGISTRYINDEX);
 		}
 		lua_getfield(L, 2, "max_size");
-		opts.max_size = (int64_t)luaL_optinteger(L, -1, 0);
+		opts.max_size = (int64_t)lup_optinteger(L, -1, 0);
 		lua_getfield(L, 2, "max_age");
-		opts.max_age = (int64_t)luaL_optinteger(L, -1, 0);
+		opts.max_age = (int64_t)lup_optinteger(L, -1, 0);
 		lua_pop(L, 2);
 	}
 	opts.policy.payload = &ls->pol;

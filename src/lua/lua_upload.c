@@ -26,7 +26,7 @@ void lup_lua_push_upload(lua_State *L, lup_upload *u, int store_idx)
 {
 	lua_upload *lu;
 
-	store_idx = lua_absindex(L, store_idx);
+	store_idx = lup_absindex(L, store_idx);
 	lu = lup_newuserdata(L, sizeof(*lu), 2);
 	lu->u = u;
 	luaL_setmetatable(L, UPLOAD_CLASS);
@@ -156,7 +156,7 @@ static int upload_write_at(lua_State *L)
 {
 	lup_lua_policy *pol;
 	lua_upload *lu = check_open(L, &pol);
-	lua_Integer off = luaL_checkinteger(L, 2);
+	lua_Integer off = lup_checkinteger(L, 2);
 	lup_error err;
 	int rc;
 
@@ -174,9 +174,10 @@ static int upload_read_from(lua_State *L)
 {
 	lup_lua_policy *pol;
 	lua_upload *lu = check_open(L, &pol);
-	luaL_Stream *fh = luaL_testudata(L, 2, LUA_FILEHANDLE);
-	lua_Integer chunk = luaL_optinteger(L, 3, READ_FROM_CHUNK);
-	lua_Integer limit = luaL_optinteger(L, 4, -1);
+	int is_file;
+	FILE *fh = lup_tofile(L, 2, &is_file);
+	lua_Integer chunk = lup_optinteger(L, 3, READ_FROM_CHUNK);
+	lua_Integer limit = lup_optinteger(L, 4, -1);
 	lua_Integer total = 0;
 	lup_error err;
 	int rc = 0;
@@ -184,16 +185,16 @@ static int upload_read_from(lua_State *L)
 	luaL_argcheck(L, chunk > 0, 3, "chunk size must be positive");
 	luaL_argcheck(L, lua_isnoneornil(L, 4) || limit >= 0, 4,
 		      "limit must not be negative");
-	luaL_argcheck(L, fh || lua_isnoneornil(L, 4), 4,
+	luaL_argcheck(L, is_file || lua_isnoneornil(L, 4), 4,
 		      "a limit needs a file source");
-	if (fh) {
+	if (is_file) {
 		/* Two buffers: the worker hashes one while the other is filled
 		 * from the file and written. */
 		lup_lua_store *ls = store_of(L);
 		char *buf[2];
 		int k = 0, pooled;
 
-		if (!fh->f || !fh->closef)
+		if (!fh)
 			return luaL_error(L, "attempt to use a closed file");
 		if (limit >= 0 && limit < chunk) /* a small body: small buffers */
 			chunk = limit > 0 ? limit : 1;
@@ -208,7 +209,7 @@ static int upload_read_from(lua_State *L)
 
 			if (limit >= 0 && limit - total < chunk)
 				want = (size_t)(limit - total);
-			n = want ? fread(buf[k], 1, want, fh->f) : 0;
+			n = want ? fread(buf[k], 1, want, fh) : 0;
 			if (n > 0) {
 				LUP_WITH_POLICY(pol, L,
 					    lup_upload_write_async(lu->u, buf[k], n, &err));
@@ -217,7 +218,7 @@ static int upload_read_from(lua_State *L)
 				total += (lua_Integer)n;
 			}
 			if (n < want || n < (size_t)chunk) {
-				if (n < want && ferror(fh->f))
+				if (n < want && ferror(fh))
 					rc = lup_error_set(&err, LUP_EIO, NULL,
 							   "reading the source file failed");
 				break;
@@ -284,7 +285,7 @@ static int upload_finish(lua_State *L)
 		luaL_checktype(L, 3, LUA_TTABLE);
 		lua_getfield(L, 3, "size");
 		if (!lua_isnil(L, -1)) {
-			size = luaL_checkinteger(L, -1);
+			size = lup_checkinteger(L, -1);
 			luaL_argcheck(L, size >= 0, 3, "size must not be negative");
 		}
 		lua_pop(L, 1);
@@ -355,12 +356,16 @@ static int upload_tostring(lua_State *L)
 {
 	lua_upload *lu = check_any(L, NULL);
 
-	if (lu->u)
-		lua_pushfstring(L, UPLOAD_CLASS " %s/%s (%s, %I bytes)",
+	if (lu->u) {
+		char size[32]; /* no %I in LuaJIT's lua_pushfstring */
+
+		snprintf(size, sizeof(size), "%lld",
+			 (long long)lup_upload_size(lu->u));
+		lua_pushfstring(L, UPLOAD_CLASS " %s/%s (%s, %s bytes)",
 				lup_upload_repo(lu->u), lup_upload_uuid(lu->u),
 				lup_upload_is_open(lu->u) ? "open" : "closed",
-				(lua_Integer)lup_upload_size(lu->u));
-	else
+				size);
+	} else
 		lua_pushliteral(L, UPLOAD_CLASS " (freed)");
 	return 1;
 }
