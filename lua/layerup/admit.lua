@@ -160,7 +160,7 @@ end
 --   local store
 --   store = layerup.open(root, {admit = admit.limit_per_repo(function() return store end, 4)})
 function M.limit_per_repo(store, n)
-	assert(math.tointeger(n) and n >= 0, "admit.limit_per_repo: n must be an integer >= 0")
+	assert(require("layerup.compat").tointeger(n) and n >= 0, "admit.limit_per_repo: n must be an integer >= 0")
 	return function(ctx)
 		local s = store
 		if type(s) == "function" then
@@ -186,7 +186,7 @@ end
 
 -- Admit when every rule admits; the first refusal gives the reason.
 function M.all(...)
-	local rules = table.pack(...)
+	local rules = require("layerup.compat").pack(...)
 	return function(ctx)
 		for i = 1, rules.n do
 			local ok, reason = rules[i](ctx)
@@ -200,7 +200,7 @@ end
 
 -- Admit when any rule admits; otherwise the reasons of all refusals.
 function M.any(...)
-	local rules = table.pack(...)
+	local rules = require("layerup.compat").pack(...)
 	return function(ctx)
 		local reasons = {}
 		for i = 1, rules.n do

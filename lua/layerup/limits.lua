@@ -5,6 +5,7 @@
 --   limits.opts{max_size = "4GiB", max_age = "7d"} -> {max_size=, max_age=}
 
 local M = {}
+local compat = require "layerup.compat"
 
 local error_mt = {
 	__tostring = function(e)
@@ -26,7 +27,7 @@ local size_units = {
 
 -- "4MiB", "1.5 GB", "512", 512 -> bytes (an integer).
 function M.parse_size(s)
-	if math.type(s) == "integer" then
+	if compat.mtype(s) == "integer" then
 		if s < 0 then
 			return bad("size must not be negative")
 		end
@@ -48,7 +49,7 @@ function M.parse_size(s)
 	if v >= 2 ^ 53 then
 		return bad(("size %q is too large"):format(s))
 	end
-	local n = math.tointeger(v)
+	local n = compat.tointeger(v)
 	if not n then
 		return bad(("size %q is not a whole number of bytes"):format(s))
 	end
@@ -89,7 +90,7 @@ function M.parse_duration(s)
 		total = total + tonumber(num) * duration_units[unit]
 		pos = nxt
 	end
-	return math.tointeger(total) or total
+	return compat.tointeger(total) or total
 end
 
 -- Opts fragments for layerup.open; each accepts a number or a string.
@@ -103,7 +104,7 @@ end
 
 -- The core counts max_age in whole seconds: a fraction rounds up.
 local function whole_seconds(n)
-	return math.tointeger(math.ceil(n)) or n
+	return compat.tointeger(math.ceil(n)) or n
 end
 
 function M.max_age(v)

@@ -6,6 +6,7 @@
 local cjson = require "cjson"
 
 local M = {}
+local compat = require "layerup.compat"
 
 -- Our own cjson instance: configuring it does not change the global one.
 local json = cjson.new()
@@ -97,7 +98,7 @@ end
 -- logfmt value: bare when it is a simple token, else quoted and escaped.
 local function logfmt_value(v)
 	local t = type(v)
-	if math.type(v) == "float" and v == v and v ~= math.huge and v ~= -math.huge then
+	if compat.mtype(v) == "float" and v == v and v ~= math.huge and v ~= -math.huge then
 		return ("%.6g"):format(v) -- short enough to read; JSON keeps them exact
 	elseif t == "number" or t == "boolean" then
 		return tostring(v)

@@ -33,19 +33,30 @@ function M.retryable(err, op)
 	return op == "finish.validate"
 end
 
--- A tiny xorshift64* generator, so that jitter is reproducible from a seed
--- and never touches the global math.random state.
+-- A tiny Lehmer generator (MINSTD, 48271 mod 2^31-1), so that jitter is
+-- reproducible from a seed and never touches the global math.random
+-- state.  Every product stays below 2^47, so it is exact in doubles and
+-- gives the same sequence on Lua 5.4 and LuaJIT (no bit operators).
+local MODULUS, MULT = 2147483647, 48271
 local function prng(seed)
-	local x = math.tointeger(seed) or 0
+	local x = tonumber(seed) or 0
+	if x ~= x or x == math.huge or x == -math.huge then
+		x = 0
+	end
+	x = math.floor(math.abs(x)) % MODULUS
 	if x == 0 then
-		x = 0x2545F4914F6CDD1D
+		x = 2545914 -- any value in [1, MODULUS)
+	end
+	local function step()
+		x = (x * MULT) % MODULUS
+		return x
+	end
+	-- Nearby seeds start nearby: a few steps spread them apart.
+	for _ = 1, 4 do
+		step()
 	end
 	return function()
-		x = x ~ (x >> 12)
-		x = x ~ (x << 25)
-		x = x ~ (x >> 27)
-		local r = x * 0x2545F4914F6CDD1D
-		return (r >> 11) / 9007199254740992.0 -- [0, 1)
+		return (step() - 1) / (MODULUS - 1) -- [0, 1)
 	end
 end
 M.prng = prng
@@ -82,7 +93,7 @@ function M.backoff(opts)
 	if seed == nil then
 		-- os.time alone would give equal seeds to processes started together.
 		local addr = tonumber(tostring({}):match("0x(%x+)") or "0", 16) or 0
-		seed = os.time() ~ (math.tointeger(addr) or 0)
+		seed = os.time() + addr % 2147483647
 	end
 	local random = prng(seed)
 

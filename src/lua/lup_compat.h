@@ -114,7 +114,9 @@ static inline void lup_getuservalue(lua_State *L, int idx, int n)
 	lua_remove(L, -2);
 }
 
-#define LUP_MAXEXACT 9007199254740992.0 /* 2^53 */
+/* Integral doubles convert up to 2^63, exact only up to 2^53 (offsets up
+ * to 9 PB; nanosecond times lose their last bits). */
+#define LUP_MAXINT64 9223372036854775808.0 /* 2^63 */
 
 static inline lua_Integer lup_tointegerx(lua_State *L, int idx, int *isnum)
 {
@@ -126,7 +128,7 @@ static inline lua_Integer lup_tointegerx(lua_State *L, int idx, int *isnum)
 		return 0;
 	}
 	x = lua_tonumber(L, idx);
-	if (!(x >= -LUP_MAXEXACT && x <= LUP_MAXEXACT) || x != floor(x)) {
+	if (!(x >= -LUP_MAXINT64 && x < LUP_MAXINT64) || x != floor(x)) {
 		if (isnum)
 			*isnum = 0;
 		return 0;

@@ -73,7 +73,7 @@ return function(d, specs, opts)
 				state.failures = state.failures + 1
 				if s.partial and op == "writer.write" then
 					local data = ...
-					call(data:sub(1, #data // 2))
+					call(data:sub(1, math.floor(#data / 2)))
 				end
 				return nil, mw.error(s.code, s.message or
 					("injected %s failure #%d in %s on %s"):format(

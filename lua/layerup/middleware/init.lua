@@ -23,7 +23,8 @@ M.driver_ops = { "get_content", "put_content", "stat", "list", "move", "delete",
 M.reader_ops = { "read", "close" }
 M.writer_ops = { "write", "size", "commit", "cancel", "close" }
 
-local pack, unpack = table.pack, table.unpack
+local compat = require "layerup.compat"
+local pack, unpack = compat.pack, compat.unpack
 
 local function wrap_object(obj, kind, ops, path, around)
 	local w = {}

@@ -10,7 +10,8 @@
 
 local mw = require "layerup.middleware"
 
-local pack, unpack = table.pack, table.unpack
+local compat = require "layerup.compat"
+local pack, unpack = compat.pack, compat.unpack
 
 -- path itself or something below it
 local function under(p, root)
@@ -19,7 +20,7 @@ end
 
 return function(d, n, opts)
 	opts = opts or {}
-	assert(math.tointeger(n) and n >= 0, "lag: n must be an integer >= 0")
+	assert(compat.tointeger(n) and n >= 0, "lag: n must be an integer >= 0")
 	local state = { n = n, pending = {}, hidden = 0 }
 	local pending = state.pending
 

@@ -8,7 +8,8 @@
 
 local mw = require "layerup.middleware"
 
-local pack, unpack = table.pack, table.unpack
+local compat = require "layerup.compat"
+local pack, unpack = compat.pack, compat.unpack
 
 local function bytes_of(op, args, r)
 	if r[1] == nil then
@@ -21,7 +22,7 @@ local function bytes_of(op, args, r)
 	elseif op == "get_content" or op == "reader.read" then
 		return type(r[1]) == "string" and #r[1] or nil
 	elseif op == "writer.size" then
-		return math.tointeger(r[1])
+		return compat.tointeger(r[1])
 	end
 	return nil
 end
