@@ -33,7 +33,7 @@ CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 EXAMPLE_C = $(wildcard examples/*.c)
 EXAMPLE_BIN = $(EXAMPLE_C:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all deps run test check bench clean ctest fuzz
+.PHONY: all deps run test check bench clean ctest fuzz serve
 
 all: $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so \
      $(BUILD)/luajit/layerup/core.so $(CTEST_BIN) $(EXAMPLE_BIN)
@@ -87,6 +87,11 @@ check: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" all
 	@BUILD=build-asan LUA=$(LUA) SANITIZE=1 spec/run
+
+# The OCI registry API on ./var/registry through nginx (layerup serve).
+serve: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bin/layerup serve ./var/registry --listen 127.0.0.1:5000
 
 bench: deps
 	@$(MAKE) --no-print-directory all
