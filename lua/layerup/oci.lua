@@ -18,8 +18,10 @@
 --                                  method}; false to let oci serve it
 --   host.sleep(seconds)           optional (LOCKED back-off)
 --   host.log(level, event, fields) optional
---   host.offload(fn, ...)         optional: run a whole blocking operation
---                                  (finish) elsewhere; returns fn's results
+--   host.finish(repo, uuid, digest) optional: finish the (closed) upload
+--                                  elsewhere, e.g. in a worker thread, so the
+--                                  gap re-hash, verify and move block no
+--                                  event loop; returns {digest, size} | nil, err
 --
 -- Options of new{}: store (required), authorize(ctx) -> true | false,
 -- status, headers, message (ctx = {method, repo, action = "pull"|"push"|
@@ -503,12 +505,18 @@ function H.upload_put(c, name, uuid)
 		return fail_engine(c, perr)
 	end
 	local info, ferr
-	if c.host.offload then
-		info, ferr = c.host.offload(function() return u:finish(dg) end)
+	if c.host.finish then
+		-- The host runs finish elsewhere (a worker thread): hand over by
+		-- closing here; it resumes the upload by name.
+		local cok, cerr = u:close()
+		if not cok then
+			return fail_engine(c, cerr)
+		end
+		info, ferr = c.host.finish(name, uuid, dg)
 	else
 		info, ferr = u:finish(dg)
+		u:close()
 	end
-	u:close()
 	if not info then
 		return fail_engine(c, ferr)
 	end

@@ -89,6 +89,10 @@ describe("the nginx host", function()
 			assert.equal(tostring(b.size), r.headers["content-length"])
 		end
 		assert.equal("", uploads_left("test/img"))
+		-- finish ran in the worker-thread pool; its events were replayed
+		local elog = host:error_log()
+		assert.truthy(elog:find("upload.finish", 1, true))
+		assert.is_nil(elog:find("finishing inline", 1, true))
 		-- back out
 		out, rc = sk.copy(host_ref, "oci:" .. work .. "/out:v1")
 		assert(rc == 0, "skopeo pull failed: " .. out)
@@ -294,6 +298,23 @@ describe("the nginx host", function()
 			end
 			assert.equal("0-299", r.headers["range"])
 		end)
+	end)
+
+	it("accepts examples/nginx/layerup.conf and policy.lua (nginx -t)", function()
+		local top = util.repo_root()
+		local build = os.getenv("BUILD") or (top .. "/build")
+		local dir = work .. "/example"
+		util.mkdirp(dir .. "/logs")
+		local conf = util.read_file(top .. "/examples/nginx/layerup.conf")
+			:gsub("/srv/layerup/build", build):gsub("/srv/layerup", top)
+			:gsub("/srv/registry", root):gsub("/etc/layerup/policy.lua", top .. "/examples/nginx/policy.lua")
+		util.write_file(dir .. "/nginx.conf", table.concat({
+			"load_module /usr/lib/nginx/modules/ndk_http_module.so;",
+			"load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
+			"pid " .. dir .. "/nginx.pid;", "events {}", conf }, "\n"))
+		local out, rc = util.run("nginx -t -p " .. q(dir) .. " -c " .. q(dir .. "/nginx.conf")
+			.. " -e " .. q(dir .. "/error.log") .. " 2>&1")
+		assert(rc == 0, out)
 	end)
 
 	describe("policies", function()

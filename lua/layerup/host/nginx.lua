@@ -32,6 +32,8 @@
 --   purge = { every = seconds, older_than = seconds }   (one worker at a time)
 --   chunk_min, max_manifest, lock_wait         (layerup.oci options)
 --   worker_header = true                       (X-Layerup-Worker: pid, for tests)
+--   threads = false                            (finish inline, not in the thread pool)
+--   send_blob = false                          (blob GET through Lua, not sendfile)
 
 local M = {}
 
@@ -63,6 +65,7 @@ end
 function M.init(opts)
 	settings.root = assert(opts.root, "layerup.host.nginx.init: root is required")
 	settings.conf = {}
+	settings.config = opts.config or ""
 	if opts.config and opts.config ~= "" then
 		local chunk = assert(loadfile(opts.config))
 		local conf = chunk()
@@ -344,6 +347,34 @@ function M.serve()
 
 	function host.sleep(s)
 		ngx.sleep(s)
+	end
+
+	-- finish (gap re-hash, verify, move, links) in the `layerup` thread
+	-- pool; inline when the pool is missing or out of VMs.
+	local function finish_inline(repo, uuid, dg)
+		local u, err = a.store:resume(repo, uuid)
+		if not u then return nil, err end
+		local info, ferr = u:finish(dg)
+		u:close()
+		return info, ferr
+	end
+	function host.finish(repo, uuid, dg)
+		if settings.conf.threads == false or not ngx.run_worker_thread then
+			return finish_inline(repo, uuid, dg)
+		end
+		local ok, done, res, events = ngx.run_worker_thread("layerup", "layerup.worker", "finish",
+			settings.root, settings.config, repo, uuid, dg)
+		if not ok then
+			ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): finishing inline")
+			return finish_inline(repo, uuid, dg)
+		end
+		for _, e in ipairs(events or {}) do
+			engine_log(e.event, e.fields)
+		end
+		if done then
+			return res
+		end
+		return nil, res
 	end
 
 	function host.log(level, event, fields)
