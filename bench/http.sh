@@ -94,7 +94,8 @@ make_layout() {
 	printf '{"imageLayoutVersion":"1.0.0"}' >"$dir/oci-layout"
 	local diffs=""
 	for ((i = 0; i < n; i++)); do
-		tail -c +$((i * each + 1)) "$SRC" | head -c "$each" >"$dir/layer"
+		dd if="$SRC" of="$dir/layer" bs=1M iflag=skip_bytes,count_bytes skip=$((i * each)) \
+			count="$each" status=none
 		d=$(sha256sum "$dir/layer" | cut -c1-64)
 		mv "$dir/layer" "$dir/blobs/sha256/$d"
 		layers="$layers${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"sha256:$d\",\"size\":$each}"
