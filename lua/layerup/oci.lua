@@ -18,7 +18,7 @@
 --                                  method}; false to let oci serve it
 --   host.sleep(seconds)           optional (LOCKED back-off)
 --   host.log(level, event, fields) optional
---   host.finish(repo, uuid, digest) optional: finish the (closed) upload
+--   host.finish(repo, uuid, digest, size) optional: finish the (closed) upload
 --                                  elsewhere, e.g. in a worker thread, so the
 --                                  gap re-hash, verify and move block no
 --                                  event loop; returns {digest, size} | nil, err
@@ -508,11 +508,12 @@ function H.upload_put(c, name, uuid)
 	if c.host.finish then
 		-- The host runs finish elsewhere (a worker thread): hand over by
 		-- closing here; it resumes the upload by name.
+		local size = u:size()
 		local cok, cerr = u:close()
 		if not cok then
 			return fail_engine(c, cerr)
 		end
-		info, ferr = c.host.finish(name, uuid, dg)
+		info, ferr = c.host.finish(name, uuid, dg, size)
 	else
 		info, ferr = u:finish(dg)
 		u:close()

@@ -112,6 +112,8 @@ function M.config(o)
 	add("    lua_package_path '%s/lua/?.lua;%s/lua/?/init.lua;;';", o.top, o.top)
 	add("    lua_package_cpath '%s/luajit/?.so;;';", o.build)
 	add("    lua_shared_dict layerup 1m;")
+	-- Thread VMs are built on first use; a small pool gets reused.
+	add("    lua_worker_thread_vm_pool_size 8;")
 	add("    lua_socket_log_errors off;")
 	add("    init_by_lua_block { require('layerup.host.nginx').init{ root = %q, config = %q } }",
 		o.root, o.config or "")

@@ -92,6 +92,7 @@ describe("the nginx host", function()
 		-- finish ran in the worker-thread pool; its events were replayed
 		local elog = host:error_log()
 		assert.truthy(elog:find("upload.finish", 1, true))
+		assert.truthy(elog:find("finished in a worker thread repo=test/img", 1, true)) -- the 64 MiB layer
 		assert.is_nil(elog:find("finishing inline", 1, true))
 		-- back out
 		out, rc = sk.copy(host_ref, "oci:" .. work .. "/out:v1")

@@ -33,6 +33,8 @@
 --   chunk_min, max_manifest, lock_wait         (layerup.oci options)
 --   worker_header = true                       (X-Layerup-Worker: pid, for tests)
 --   threads = false                            (finish inline, not in the thread pool)
+--   inline_finish = bytes                      (uploads up to this size finish inline;
+--                                               default 4 MiB)
 --   send_blob = false                          (blob GET through Lua, not sendfile)
 
 local M = {}
@@ -358,8 +360,10 @@ function M.serve()
 		u:close()
 		return info, ferr
 	end
-	function host.finish(repo, uuid, dg)
-		if settings.conf.threads == false or not ngx.run_worker_thread then
+	function host.finish(repo, uuid, dg, size)
+		-- Small blobs finish faster inline than the thread hop costs.
+		if settings.conf.threads == false or not ngx.run_worker_thread
+			or (size and size <= (settings.conf.inline_finish or 4 * 1024 * 1024)) then
 			return finish_inline(repo, uuid, dg)
 		end
 		local ok, done, res, events = ngx.run_worker_thread("layerup", "layerup.worker", "finish",
@@ -368,6 +372,7 @@ function M.serve()
 			ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): finishing inline")
 			return finish_inline(repo, uuid, dg)
 		end
+		ngx.log(ngx.INFO, "layerup: finished in a worker thread repo=", repo, " uuid=", uuid)
 		for _, e in ipairs(events or {}) do
 			engine_log(e.event, e.fields)
 		end
