@@ -16,12 +16,12 @@ OPT      ?= -O2 -g
 SAN      ?=
 CFLAGS_ALL = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC \
 	     -Iinclude -Isrc $(LUA_INC) $(OPT) $(SAN) $(CFLAGS)
-LIBS     = -lssl -lcrypto -luuid -lpthread
+LIBS     = -lssl -lcrypto -luuid -lpthread -lcurl
 
 # src/ is arranged by layer: core (errors, buffers, hashing), drivers
 # (the validating driver layer and the built-in drivers), store (layout,
 # store, upload, finish, purge) and lua (the Lua binding).
-LIB_SRC  = $(wildcard src/core/*.c src/drivers/*.c src/store/*.c)
+LIB_SRC  = $(wildcard src/core/*.c src/drivers/*.c src/drivers/*/*.c src/store/*.c)
 LUA_SRC  = $(wildcard src/lua/*.c)
 LIB_OBJ  = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_OBJ  = $(LUA_SRC:src/%.c=$(BUILD)/obj/%.o)

@@ -67,6 +67,13 @@ typedef struct lup_link_ctx {
 typedef int (*lup_link_add_fn)(void *sink, const char *repo,
 			       const char *digest);
 
+/* What the admission policy is told before an upload starts. */
+typedef struct lup_admit_ctx {
+	const char *repo; /* the repository of the new upload */
+	int64_t size;     /* the size the caller expects to upload (see
+			   * lup_upload_start_ext), -1 when unknown */
+} lup_admit_ctx;
+
 /* Policy hooks.  Every member may be NULL (defaults in brackets).
  * Hooks must not call back into the same upload. */
 typedef struct lup_policy {
@@ -89,9 +96,16 @@ typedef struct lup_policy {
 	/* Spend `seconds` between retries. [nanosleep] */
 	void (*sleep)(double seconds, void *payload);
 	void *payload;
+	/* Since options version 2: admit with the expected size; when set it
+	 * is called instead of admit.  Same results as admit. [admit] */
+	int (*admit_upload)(const lup_admit_ctx *ctx, lup_error *err,
+			    void *payload);
 } lup_policy;
 
-#define LUP_STORE_OPTIONS_VERSION 1
+/* Version 2 added lup_policy.admit_upload.  lup_store_open still accepts
+ * version 1 structs (compiled against the old header, without that
+ * member), so existing binaries keep working. */
+#define LUP_STORE_OPTIONS_VERSION 2
 
 typedef struct lup_store_options {
 	unsigned version;     /* LUP_STORE_OPTIONS_VERSION */
@@ -173,9 +187,27 @@ int lup_store_purge(lup_store *store, int64_t older_than, int dry_run,
 		    lup_upload_list *out, lup_error *err);
 
 /* Start an upload: new v4 uuid, startedat, empty data; the handle holds the
- * upload's lock until close/finish/cancel. */
+ * upload's lock until close/finish/cancel.  The admission policy decides
+ * first (LUP_EDENIED), before anything is written. */
 int lup_upload_start(lup_upload **out, lup_store *store, const char *repo,
 		     lup_error *err);
+
+/* What a caller knows about an upload before starting it. */
+typedef struct lup_start_options {
+	unsigned version; /* LUP_START_OPTIONS_VERSION */
+	int64_t size;     /* expected size in bytes, -1 when unknown */
+} lup_start_options;
+
+#define LUP_START_OPTIONS_VERSION 1
+#define LUP_START_OPTIONS_INIT { LUP_START_OPTIONS_VERSION, -1 }
+
+/* lup_upload_start with options (NULL: the defaults).  A known size is
+ * given to the admission policy (lup_admit_ctx.size), so it can refuse a
+ * push up front, and an expected size above the store's max_size is
+ * refused with LUP_ESIZE_INVALID before anything is written.  The size is
+ * a declaration, not a limit: finish checks the real size as usual. */
+int lup_upload_start_ext(lup_upload **out, lup_store *store, const char *repo,
+			 const lup_start_options *opts, lup_error *err);
 
 /* Resume an upload by id: LUP_EBLOB_UPLOAD_UNKNOWN if startedat or data is
  * missing, LUP_ELOCKED if another handle holds it.  Restores the hash from

@@ -1,7 +1,8 @@
 -- layerup.admit: admission policies, i.e. functions
 --   admit(ctx) -> true | false, reason
--- consulted before an upload starts (ctx = {repo=}); a refusal makes
--- store:start return DENIED with the reason.
+-- consulted before an upload starts (ctx = {repo=, size=?}: size is set
+-- when the caller declared it, store:start(repo, {size = N})); a refusal
+-- makes store:start return DENIED with the reason.
 --
 -- Repository patterns, in order of precedence:
 --   * a Lua pattern when it holds one of ^ $ % [ ] ( ) + ? (searched, so
@@ -105,6 +106,12 @@ local function matcher(p)
 	end
 end
 
+-- A predicate on repository names for one pattern (the rules above), for
+-- other policies that select repositories the same way (layerup.limits).
+function M.matcher(p)
+	return matcher(p)
+end
+
 local function matchers(patterns)
 	if type(patterns) == "string" then
 		patterns = { patterns }
@@ -160,7 +167,8 @@ end
 --   local store
 --   store = layerup.open(root, {admit = admit.limit_per_repo(function() return store end, 4)})
 function M.limit_per_repo(store, n)
-	assert(require("layerup.compat").tointeger(n) and n >= 0, "admit.limit_per_repo: n must be an integer >= 0")
+	assert(type(n) == "number" and n >= 0 and math.floor(n) == n,
+		"admit.limit_per_repo: n must be an integer >= 0")
 	return function(ctx)
 		local s = store
 		if type(s) == "function" then
@@ -186,7 +194,7 @@ end
 
 -- Admit when every rule admits; the first refusal gives the reason.
 function M.all(...)
-	local rules = require("layerup.compat").pack(...)
+	local rules = { n = select("#", ...), ... }
 	return function(ctx)
 		for i = 1, rules.n do
 			local ok, reason = rules[i](ctx)
@@ -200,7 +208,7 @@ end
 
 -- Admit when any rule admits; otherwise the reasons of all refusals.
 function M.any(...)
-	local rules = require("layerup.compat").pack(...)
+	local rules = { n = select("#", ...), ... }
 	return function(ctx)
 		local reasons = {}
 		for i = 1, rules.n do

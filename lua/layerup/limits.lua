@@ -4,18 +4,25 @@
 --   limits.parse_duration("36h") -> 129600 (seconds) | nil, err
 --   limits.opts{max_size = "4GiB", max_age = "7d"} -> {max_size=, max_age=}
 
+local core = require "layerup.core"
+
 local M = {}
-local compat = require "layerup.compat"
 
-local error_mt = {
-	__tostring = function(e)
-		return tostring(e.code) .. ": " .. tostring(e.message)
-	end,
-}
+-- An integer-valued number (Lua 5.4 integers and floats, LuaJIT doubles).
+local function whole(v)
+	return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
+		and math.floor(v) == v
+end
 
--- Not a core code: these errors come from reading configuration.
+-- v as an integer where the Lua has them (5.3+), else v itself.
+local tointeger = math.tointeger or function(v)
+	return whole(v) and v or nil
+end
+
+-- INVALID_ARGUMENT: not a core failure, these come from reading
+-- configuration; the error type is the core's (layerup.error).
 local function bad(message)
-	return nil, setmetatable({ code = "INVALID_ARGUMENT", message = message }, error_mt)
+	return nil, core.error("INVALID_ARGUMENT", message)
 end
 
 -- Units, case-insensitive.  KB/MB/... are decimal, KiB/MiB/... binary.
@@ -27,11 +34,11 @@ local size_units = {
 
 -- "4MiB", "1.5 GB", "512", 512 -> bytes (an integer).
 function M.parse_size(s)
-	if compat.mtype(s) == "integer" then
-		if s < 0 then
-			return bad("size must not be negative")
+	if type(s) == "number" then
+		if not whole(s) or s < 0 or s >= 2 ^ 53 then
+			return bad(("size must be a whole number of bytes in [0, 2^53), got %s"):format(tostring(s)))
 		end
-		return s
+		return tointeger(s)
 	end
 	if type(s) ~= "string" then
 		return bad("size expected, got " .. type(s))
@@ -49,7 +56,7 @@ function M.parse_size(s)
 	if v >= 2 ^ 53 then
 		return bad(("size %q is too large"):format(s))
 	end
-	local n = compat.tointeger(v)
+	local n = tointeger(v)
 	if not n then
 		return bad(("size %q is not a whole number of bytes"):format(s))
 	end
@@ -63,8 +70,8 @@ local duration_units = {
 -- "36h", "1h30m", "90", "1.5d", 90 -> seconds (an integer when whole).
 function M.parse_duration(s)
 	if type(s) == "number" then
-		if s ~= s or s < 0 or s == math.huge then
-			return bad("duration must be a finite number >= 0")
+		if s ~= s or s < 0 or s >= 2 ^ 53 then
+			return bad("duration must be a number of seconds in [0, 2^53)")
 		end
 		return s
 	end
@@ -90,7 +97,10 @@ function M.parse_duration(s)
 		total = total + tonumber(num) * duration_units[unit]
 		pos = nxt
 	end
-	return compat.tointeger(total) or total
+	if total >= 2 ^ 53 then
+		return bad(("duration %q is too long"):format(s))
+	end
+	return tointeger(total) or total
 end
 
 -- Opts fragments for layerup.open; each accepts a number or a string.
@@ -104,7 +114,7 @@ end
 
 -- The core counts max_age in whole seconds: a fraction rounds up.
 local function whole_seconds(n)
-	return compat.tointeger(math.ceil(n)) or n
+	return tointeger(math.ceil(n)) or n
 end
 
 function M.max_age(v)
@@ -134,6 +144,98 @@ function M.opts(spec, into)
 		out.max_age = whole_seconds(n)
 	end
 	return out
+end
+
+-- Per-repository size limits, before any byte is written.
+--   rules: {["library/*"] = "1GiB", ["ci/**"] = 200 * 2^20} or a list
+--          {{"library/*", "1GiB"}, ...}; patterns as in layerup.admit
+--          (exact name, glob, Lua pattern), sizes as parse_size takes.
+-- When several rules match a repository the smallest limit applies (so
+-- the order of a table's keys does not matter).
+--
+-- limits.repo_max_size(rules [, {require_size = bool}]) -> admit policy:
+-- refuses store:start(repo, {size = N}) when N exceeds the repository's
+-- limit.  An upload of unknown size is admitted (refused with
+-- require_size); repo_max_size_link then refuses it at finish.
+-- limits.repo_max_size_link(rules [, base_rule]) -> link policy: refuses a
+-- finish whose blob is over the limit (the data is already in the store:
+-- the blob stays, unlinked, and purge/verify see it as any unlinked blob).
+local function size_rules(rules, who)
+	if type(rules) ~= "table" then
+		error(who .. ": table of pattern = size rules expected", 3)
+	end
+	local admit = require "layerup.admit"
+	local list = {}
+	local function add(pattern, size)
+		local n, err = M.parse_size(size)
+		if not n then
+			error(("%s: rule %s: %s"):format(who, tostring(pattern), err.message), 4)
+		end
+		list[#list + 1] = { pattern = pattern, size = n, match = admit.matcher(pattern) }
+	end
+	if rules[1] ~= nil then
+		for _, r in ipairs(rules) do
+			if type(r) ~= "table" then
+				error(who .. ": each rule is {pattern, size}", 3)
+			end
+			add(r[1], r[2])
+		end
+	else
+		for pattern, size in pairs(rules) do
+			add(pattern, size)
+		end
+	end
+	-- The limit of repo: the smallest of the matching rules, or nil.
+	return function(repo)
+		local best
+		for _, r in ipairs(list) do
+			if r.match(repo) and (not best or r.size < best.size) then
+				best = r
+			end
+		end
+		return best
+	end
+end
+
+local function over(repo, size, r)
+	return ("upload of %s to %s exceeds the repository limit of %s (rule %s)"):format(
+		M.format_size(size), repo, M.format_size(r.size), r.pattern)
+end
+
+function M.repo_max_size(rules, opts)
+	local limit_of = size_rules(rules, "limits.repo_max_size")
+	local require_size = opts and opts.require_size
+	return function(ctx)
+		local repo = type(ctx) == "table" and tostring(ctx.repo or "") or tostring(ctx)
+		local r = limit_of(repo)
+		if not r then
+			return true
+		end
+		local size = type(ctx) == "table" and ctx.size or nil
+		if size == nil then
+			if require_size then
+				return false, ("repository %s needs the upload size up front (limit %s)"):format(
+					repo, M.format_size(r.size))
+			end
+			return true
+		end
+		if size > r.size then
+			return false, over(repo, size, r)
+		end
+		return true
+	end
+end
+
+function M.repo_max_size_link(rules, base_rule)
+	local limit_of = size_rules(rules, "limits.repo_max_size_link")
+	base_rule = base_rule or require("layerup.link").default
+	return function(ctx)
+		local r = limit_of(ctx.repo)
+		if r and ctx.size > r.size then
+			return nil, core.error("SIZE_INVALID", over(ctx.repo, ctx.size, r))
+		end
+		return base_rule(ctx)
+	end
 end
 
 -- 1536 -> "1.5KiB", 3 -> "3B": for messages and listings.

@@ -6,16 +6,13 @@
 -- digest the client asked for (a sha512 alias, or equal to canonical).
 -- Returning nil, err refuses the finish (the core reports DENIED).
 
+local core = require "layerup.core"
+
 local M = {}
 
-local error_mt = {
-	__tostring = function(e)
-		return tostring(e.code) .. ": " .. tostring(e.message)
-	end,
-}
-
+-- Refusals are the core's error type (layerup.error).
 local function denied(message)
-	return setmetatable({ code = "DENIED", message = message }, error_mt)
+	return core.error("DENIED", message)
 end
 
 -- What registry v2 does: link the canonical digest, plus the requested

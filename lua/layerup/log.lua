@@ -6,7 +6,6 @@
 local cjson = require "cjson"
 
 local M = {}
-local compat = require "layerup.compat"
 
 -- Our own cjson instance: configuring it does not change the global one.
 local json = cjson.new()
@@ -98,7 +97,10 @@ end
 -- logfmt value: bare when it is a simple token, else quoted and escaped.
 local function logfmt_value(v)
 	local t = type(v)
-	if compat.mtype(v) == "float" and v == v and v ~= math.huge and v ~= -math.huge then
+	-- a float (Lua 5.4), or any non-integral number (LuaJIT: all doubles)
+	local float = t == "number" and (math.type and math.type(v) == "float" or
+		(not math.type and v ~= math.floor(v)))
+	if float and v == v and v ~= math.huge and v ~= -math.huge then
 		return ("%.6g"):format(v) -- short enough to read; JSON keeps them exact
 	elseif t == "number" or t == "boolean" then
 		return tostring(v)

@@ -33,30 +33,20 @@ function M.retryable(err, op)
 	return op == "finish.validate"
 end
 
--- A tiny Lehmer generator (MINSTD, 48271 mod 2^31-1), so that jitter is
--- reproducible from a seed and never touches the global math.random
--- state.  Every product stays below 2^47, so it is exact in doubles and
--- gives the same sequence on Lua 5.4 and LuaJIT (no bit operators).
-local MODULUS, MULT = 2147483647, 48271
+-- A small generator (Park-Miller "minimal standard", x = 48271 x mod
+-- 2^31-1), so that jitter is reproducible from a seed and never touches
+-- the global math.random state.  Its products stay below 2^47, exact in
+-- doubles, so it gives the same numbers on Lua 5.4 and LuaJIT.
 local function prng(seed)
-	local x = tonumber(seed) or 0
-	if x ~= x or x == math.huge or x == -math.huge then
-		x = 0
-	end
-	x = math.floor(math.abs(x)) % MODULUS
+	local m = 2147483647
+	local x = type(seed) == "number" and seed == seed and seed ~= math.huge
+		and seed ~= -math.huge and math.floor(seed) % m or 0
 	if x == 0 then
-		x = 2545914 -- any value in [1, MODULUS)
-	end
-	local function step()
-		x = (x * MULT) % MODULUS
-		return x
-	end
-	-- Nearby seeds start nearby: a few steps spread them apart.
-	for _ = 1, 4 do
-		step()
+		x = 20240601
 	end
 	return function()
-		return (step() - 1) / (MODULUS - 1) -- [0, 1)
+		x = (x * 48271) % m
+		return (x - 1) / (m - 1) -- [0, 1)
 	end
 end
 M.prng = prng

@@ -552,6 +552,94 @@ out:
 	pthread_mutex_destroy(&ev.mu);
 }
 
+static int admit_sized(const lup_admit_ctx *ctx, lup_error *err, void *payload)
+{
+	int64_t *seen = payload;
+
+	*seen = ctx->size;
+	if (ctx->size > 100)
+		return lup_error_set(err, LUP_EDENIED, NULL, "too big for %s",
+				     ctx->repo);
+	return 0;
+}
+
+/* The store options as version 1 of the header laid them out (before
+ * lup_policy.admit_upload): a binary built against it must keep working. */
+typedef struct {
+	unsigned version;
+	struct {
+		void (*log)(const char *, const lup_field *, size_t, void *);
+		int (*retry)(int, const lup_error *, const char *, double *, void *);
+		int (*link)(const lup_link_ctx *, lup_link_add_fn, void *,
+			    lup_error *, void *);
+		int (*admit)(const char *, lup_error *, void *);
+		void (*sleep)(double, void *);
+		void *payload;
+	} policy;
+	int64_t max_size;
+	int64_t max_age;
+} options_v1;
+
+TEST(sized_admission_and_v1_options)
+{
+	lup_store_options o = LUP_STORE_OPTIONS_INIT;
+	lup_start_options so = LUP_START_OPTIONS_INIT;
+	options_v1 o1;
+	int64_t seen = -2;
+	lup_store *s, *s1 = NULL;
+	lup_upload *u = NULL;
+	lup_error err;
+
+	o.policy.admit_upload = admit_sized;
+	o.policy.admit = admit_not_denied; /* admit_upload wins */
+	o.policy.payload = &seen;
+	o.max_size = 1000;
+	s = open_store(&o);
+	if (!s)
+		return;
+	so.size = 101;
+	CHECK_EQ_INT(lup_upload_start_ext(&u, s, "big", &so, &err), LUP_EDENIED);
+	CHECK(strstr(err.message, "too big for big") != NULL);
+	CHECK_EQ_INT(seen, 101);
+	CHECK(u == NULL);
+	so.size = 50;
+	CHECK_EQ_INT(lup_upload_start_ext(&u, s, "denied/x", &so, &err), 0);
+	CHECK_EQ_INT(seen, 50);
+	if (u)
+		CHECK_EQ_INT(lup_upload_cancel(u, &err), 0);
+	lup_upload_free(u);
+	u = NULL;
+	CHECK_EQ_INT(lup_upload_start(&u, s, "ok", &err), 0);
+	CHECK_EQ_INT(seen, -1);
+	if (u)
+		CHECK_EQ_INT(lup_upload_cancel(u, &err), 0);
+	lup_upload_free(u);
+	u = NULL;
+	so.size = 1001; /* above max_size: refused before admission */
+	CHECK_EQ_INT(lup_upload_start_ext(&u, s, "ok", &so, &err), LUP_ESIZE_INVALID);
+	CHECK_EQ_INT(seen, -1);
+	so.version = 7;
+	CHECK_EQ_INT(lup_upload_start_ext(&u, s, "ok", &so, &err), LUP_EUNSUPPORTED);
+	CHECK(u == NULL);
+	lup_store_free(s);
+
+	memset(&o1, 0, sizeof(o1));
+	o1.version = 1;
+	o1.policy.admit = admit_not_denied;
+	o1.max_size = 5;
+	CHECK_EQ_INT(lup_store_open(&s1, D, (const lup_store_options *)(void *)&o1, &err), 0);
+	if (!s1)
+		return;
+	CHECK_EQ_INT(lup_upload_start(&u, s1, "denied/y", &err), LUP_EDENIED);
+	CHECK_EQ_INT(lup_upload_start(&u, s1, "ok", &err), 0);
+	if (u) {
+		CHECK_EQ_INT(lup_upload_write(u, "123456", 6, &err), LUP_ESIZE_INVALID);
+		CHECK_EQ_INT(lup_upload_cancel(u, &err), 0);
+		lup_upload_free(u);
+	}
+	lup_store_free(s1);
+}
+
 TEST(store_blob_ops)
 {
 	lup_store *s = open_store(NULL);
@@ -736,6 +824,7 @@ static void run_all(void)
 	RUN_ON(purge_old_keeps_young);
 	RUN_ON(policies_and_limits);
 	RUN_ON(retry_policy_with_internal_failures);
+	RUN_ON(sized_admission_and_v1_options);
 	RUN_ON(store_blob_ops);
 	RUN_ON(async_writes_reuse_buffers);
 	RUN_ON(two_threads_one_store);

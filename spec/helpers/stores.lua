@@ -14,6 +14,7 @@
 local layerup = require "layerup"
 local util = require "helpers.util"
 local memdriver = require "helpers.memdriver"
+local s3env = require "helpers.s3env"
 
 local stores = {}
 
@@ -22,6 +23,10 @@ stores.drivers = {
 	{ name = "memory" },
 	{ name = "lua" },
 }
+-- The S3 driver on the test server, when spec/run started one.
+if s3env.options() then
+	stores.drivers[#stores.drivers + 1] = { name = "s3", s3 = true }
+end
 
 -- Where the registry layout (reference/distribution-2.8.md section 1) puts
 -- things, written out independently of the library's own layout code.
@@ -64,6 +69,8 @@ function stores.driver(drv, dir)
 		return layerup.filesystem(dir)
 	elseif drv.name == "memory" then
 		return layerup.memory()
+	elseif drv.s3 then
+		return assert(layerup.s3(s3env.options { prefix = s3env.prefix("store") }))
 	end
 	return layerup.driver(memdriver.new())
 end

@@ -15,5 +15,6 @@ int luaopen_layerup_core(lua_State *L)
 	lup_lua_open_error(L);
 	lup_lua_open_driver(L);
 	lup_lua_open_store(L);
+	lup_lua_open_s3(L);
 	return 1;
 }

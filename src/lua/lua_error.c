@@ -156,20 +156,67 @@ static int error_tostring(lua_State *L)
 	return 1;
 }
 
-/* layerup.error(code, message [, path]) -> err: lets Lua drivers and
- * policies build the same objects the C core returns. */
-static int error_new(lua_State *L)
+/* Codes that only Lua modules use (configuration errors of layerup.limits
+ * and friends); the C core maps them to IO if they ever reach it. */
+static const char *const lua_only_codes[] = { "INVALID_ARGUMENT" };
+
+static int known_code(const char *name)
 {
-	lup_error err;
-	const char *name = luaL_checkstring(L, 1);
-	const char *msg = luaL_optstring(L, 2, NULL);
-	const char *path = luaL_optstring(L, 3, NULL);
 	int code = lup_error_code(name);
 
-	if (code == LUP_OK || (code == LUP_EIO && strcmp(name, "IO") != 0))
-		return luaL_argerror(L, 1, "unknown error code");
-	lup_error_set(&err, code, path, "%s", msg ? msg : name);
-	lup_lua_push_error(L, &err);
+	if (code != LUP_OK && (code != LUP_EIO || strcmp(name, "IO") == 0))
+		return 1;
+	for (size_t i = 0; i < sizeof(lua_only_codes) / sizeof(lua_only_codes[0]); i++)
+		if (strcmp(name, lua_only_codes[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* layerup.error(code, message [, fields]) -> err: the one error type of
+ * every layerup module, C or Lua.  fields is a table whose entries are
+ * copied into the error (path, offset, transient, ...), or a string: the
+ * path (the older form). */
+static int error_new(lua_State *L)
+{
+	const char *name = luaL_checkstring(L, 1);
+	const char *msg = luaL_optstring(L, 2, name);
+
+	if (!known_code(name))
+		return luaL_argerror(L, 1, lua_pushfstring(L,
+			"unknown error code '%s'", name));
+	if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TSTRING)
+		luaL_checktype(L, 3, LUA_TTABLE);
+	lua_createtable(L, 0, 4);
+	if (lua_type(L, 3) == LUA_TSTRING) {
+		lua_pushvalue(L, 3);
+		lua_setfield(L, -2, "path");
+	} else if (lua_istable(L, 3)) {
+		lua_pushnil(L);
+		while (lua_next(L, 3)) {
+			lua_pushvalue(L, -2);
+			lua_insert(L, -2);
+			lua_rawset(L, -4);
+		}
+	}
+	/* code and message win over fields of the same name */
+	lua_pushstring(L, name);
+	lua_setfield(L, -2, "code");
+	lua_pushstring(L, msg);
+	lua_setfield(L, -2, "message");
+	luaL_setmetatable(L, ERROR_CLASS);
+	return 1;
+}
+
+/* layerup.is_error(v): v is a layerup error (by metatable identity). */
+static int error_is(lua_State *L)
+{
+	int yes = 0;
+
+	if (lua_getmetatable(L, 1)) {
+		luaL_getmetatable(L, ERROR_CLASS);
+		yes = lua_rawequal(L, -1, -2);
+	}
+	lua_pushboolean(L, yes);
 	return 1;
 }
 
@@ -184,6 +231,8 @@ void lup_lua_open_error(lua_State *L)
 
 	lua_pushcfunction(L, error_new);
 	lua_setfield(L, -2, "error");
+	lua_pushcfunction(L, error_is);
+	lua_setfield(L, -2, "is_error");
 
 	/* error_codes.PATH_NOT_FOUND == "PATH_NOT_FOUND": a typo in a
 	 * policy then reads nil instead of silently never matching. */
@@ -192,6 +241,10 @@ void lup_lua_open_error(lua_State *L)
 	     i++) {
 		lua_pushstring(L, lup_error_name(error_codes[i]));
 		lua_setfield(L, -2, lup_error_name(error_codes[i]));
+	}
+	for (size_t i = 0; i < sizeof(lua_only_codes) / sizeof(lua_only_codes[0]); i++) {
+		lua_pushstring(L, lua_only_codes[i]);
+		lua_setfield(L, -2, lua_only_codes[i]);
 	}
 	lua_setfield(L, -2, "error_codes");
 }
@@ -207,4 +260,39 @@ const char *lup_lua_checkname(lua_State *L, int idx)
 const char *lup_lua_optname(lua_State *L, int idx)
 {
 	return lua_isnoneornil(L, idx) ? NULL : lup_lua_checkname(L, idx);
+}
+
+int64_t lup_lua_checkcount(lua_State *L, int idx, int arg, const char *what,
+			   int round_up)
+{
+	const double max = (double)LUP_LUA_MAX_COUNT;
+	lua_Integer i;
+	double d;
+
+	if (lua_type(L, idx) != LUA_TNUMBER)
+		return luaL_argerror(L, arg, lua_pushfstring(L,
+			"%s must be a number, got %s", what, luaL_typename(L, idx)));
+	if (lup_isinteger(L, idx)) {
+		i = lua_tointeger(L, idx);
+		if (i < 0 || i > (lua_Integer)LUP_LUA_MAX_COUNT) {
+			char num[32]; /* no %I in LuaJIT's lua_pushfstring */
+
+			snprintf(num, sizeof(num), "%lld", (long long)i);
+			return luaL_argerror(L, arg, lua_pushfstring(L,
+				"%s must be between 0 and 2^53, got %s", what, num));
+		}
+		return (int64_t)i;
+	}
+	d = lua_tonumber(L, idx);
+	/* NaN fails every comparison, so test for the good range. */
+	if (!(d >= 0 && d <= max))
+		return luaL_argerror(L, arg, lua_pushfstring(L,
+			"%s must be between 0 and 2^53, got %f", what, d));
+	i = (lua_Integer)d; /* in range: truncation is defined */
+	if ((double)i == d)
+		return (int64_t)i;
+	if (!round_up)
+		return luaL_argerror(L, arg, lua_pushfstring(L,
+			"%s must be a whole number, got %f", what, d));
+	return (int64_t)i + 1; /* d > 0 here: its ceiling */
 }

@@ -5,8 +5,16 @@
  * Policy functions live in the registry (refs below) and are called on the
  * lua_State of whichever method is running: each entry point sets pol.L and
  * restores the previous value on return, so nested and coroutine calls see
- * their own state.  Errors raised by policies never cross the C core: they
- * are caught and turned into error records.
+ * their own state.  Every call from C into a policy runs entirely inside
+ * one lua_pcall (argument pushes, the call, reading the results and any
+ * metamethod they trigger), so a Lua error never unwinds through the C
+ * core; it becomes an error record (link, admit), a give-up (retry) or a
+ * counted failure (log, sleep).
+ *
+ * Lifetime: the refs belong to the store userdata and are dropped only by
+ * its __gc; close() and __close release the C store but keep them.  Every
+ * upload userdata references its store userdata (user value 1), so the
+ * policies live as long as any upload of the store.
  */
 #ifndef LUP_LUA_STORE_H
 #define LUP_LUA_STORE_H
@@ -21,6 +29,11 @@ enum { POL_LOG, POL_RETRY, POL_LINK, POL_ADMIT, POL_SLEEP, POL_COUNT };
 typedef struct lup_lua_policy {
 	lua_State *L;        /* state of the running method, NULL between calls */
 	int refs[POL_COUNT]; /* registry refs, LUA_NOREF when unset */
+	/* Failures of hooks that cannot fail the operation (store:stats()). */
+	lua_Integer log_errors;   /* the log hook raised */
+	lua_Integer retry_errors; /* retry raised or gave an unusable delay */
+	lua_Integer sleep_errors; /* the sleep hook raised */
+	int reported;             /* the first log failure went to stderr */
 } lup_lua_policy;
 
 /* The two copy buffers of upload:read_from, kept with the store between
@@ -39,7 +52,9 @@ typedef struct lup_lua_store {
 } lup_lua_store;
 
 /* rc = call, with pol->L pointing at L for its duration (the previous
- * state is restored afterwards, so nested and coroutine calls work). */
+ * state is restored afterwards, so nested and coroutine calls work).  call
+ * is C core code: it never raises, because every hook it may run is fully
+ * protected, so the restore always runs. */
 #define LUP_WITH_POLICY(pol, L, call)                                      \
 	do {                                                               \
 		lua_State *prev_ = (pol)->L;                               \

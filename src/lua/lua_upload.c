@@ -17,6 +17,7 @@
 #include "lua/lua_store.h"
 
 #define READ_FROM_CHUNK (8 << 20)
+#define READ_FROM_MAX_CHUNK (1 << 30) /* two buffers of it are allocated */
 
 typedef struct lua_upload {
 	lup_upload *u; /* NULL once freed */
@@ -156,15 +157,19 @@ static int upload_write_at(lua_State *L)
 {
 	lup_lua_policy *pol;
 	lua_upload *lu = check_open(L, &pol);
-	lua_Integer off = lup_checkinteger(L, 2);
+	/* Any integer: an offset that is not the current size (negative,
+	 * math.maxinteger) is the client's mistake, answered RANGE_INVALID
+	 * by the core, which only compares it.  NaN, fractions and strings
+	 * raise (luaL_checkinteger never converts them). */
+	int64_t off = (int64_t)lup_checkinteger(L, 2);
 	lup_error err;
 	int rc;
 
 	luaL_checkstring(L, 3);
-	if ((int64_t)off == lup_upload_size(lu->u))
+	if (off == lup_upload_size(lu->u))
 		return write_anchored(L, lu, pol, 3);
 	/* The wrong offset: let the core say RANGE_INVALID. */
-	LUP_WITH_POLICY(pol, L, lup_upload_write_at(lu->u, (int64_t)off, "", 0, &err));
+	LUP_WITH_POLICY(pol, L, lup_upload_write_at(lu->u, off, "", 0, &err));
 	return push_size_or_fail(L, lu, rc, &err);
 }
 
@@ -176,15 +181,19 @@ static int upload_read_from(lua_State *L)
 	lua_upload *lu = check_open(L, &pol);
 	int is_file;
 	FILE *fh = lup_tofile(L, 2, &is_file);
-	lua_Integer chunk = lup_optinteger(L, 3, READ_FROM_CHUNK);
-	lua_Integer limit = lup_optinteger(L, 4, -1);
+	lua_Integer chunk = READ_FROM_CHUNK;
+	lua_Integer limit = -1;
 	lua_Integer total = 0;
 	lup_error err;
 	int rc = 0;
 
-	luaL_argcheck(L, chunk > 0, 3, "chunk size must be positive");
-	luaL_argcheck(L, lua_isnoneornil(L, 4) || limit >= 0, 4,
-		      "limit must not be negative");
+	if (!lua_isnoneornil(L, 3)) {
+		chunk = (lua_Integer)lup_lua_checkcount(L, 3, 3, "chunk size", 0);
+		luaL_argcheck(L, chunk > 0 && chunk <= READ_FROM_MAX_CHUNK, 3,
+			      "chunk size must be between 1 and 1 GiB");
+	}
+	if (!lua_isnoneornil(L, 4))
+		limit = (lua_Integer)lup_lua_checkcount(L, 4, 4, "limit", 0);
 	luaL_argcheck(L, is_file || lua_isnoneornil(L, 4), 4,
 		      "a limit needs a file source");
 	if (is_file) {
@@ -284,10 +293,8 @@ static int upload_finish(lua_State *L)
 	if (!lua_isnoneornil(L, 3)) {
 		luaL_checktype(L, 3, LUA_TTABLE);
 		lua_getfield(L, 3, "size");
-		if (!lua_isnil(L, -1)) {
-			size = lup_checkinteger(L, -1);
-			luaL_argcheck(L, size >= 0, 3, "size must not be negative");
-		}
+		if (!lua_isnil(L, -1))
+			size = (lua_Integer)lup_lua_checkcount(L, -1, 3, "size", 0);
 		lua_pop(L, 1);
 	}
 	LUP_WITH_POLICY(pol, L, lup_upload_finish(lu->u, digest, (int64_t)size, &b, &err));

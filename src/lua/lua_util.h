@@ -32,6 +32,19 @@ void lup_lua_to_error(lua_State *L, int idx, int default_code,
 const char *lup_lua_checkname(lua_State *L, int idx);
 const char *lup_lua_optname(lua_State *L, int idx);
 
+/* The largest size, offset or duration the binding hands to C: 2^53, the
+ * largest integer every Lua number (LuaJIT's doubles too) holds exactly. */
+#define LUP_LUA_MAX_COUNT ((int64_t)1 << 53)
+
+/* The number at idx as a count in [0, LUP_LUA_MAX_COUNT] (bytes, an offset,
+ * seconds).  Integers and integral floats are taken as they are; with
+ * round_up a finite fraction rounds up (durations), otherwise it is refused.
+ * Anything else (a string, NaN, an infinity, negative, too large) raises an
+ * argument error for argument `arg` that names `what`.  The check runs before
+ * any conversion, so no out-of-range float reaches a C integer. */
+int64_t lup_lua_checkcount(lua_State *L, int idx, int arg, const char *what,
+			   int round_up);
+
 /* Driver userdata ("layerup.driver"): holds one reference on the driver. */
 typedef struct lup_lua_driver {
 	lup_driver *driver; /* NULL once closed */
@@ -54,5 +67,6 @@ void lup_lua_open_driver(lua_State *L);  /* adds filesystem, memory, driver */
 void lup_lua_open_store(lua_State *L);   /* adds open, hasher, sha256_file */
 void lup_lua_open_upload(lua_State *L);  /* the upload class (no functions) */
 void lup_lua_open_hash(lua_State *L);    /* adds hasher, sha256_file */
+void lup_lua_open_s3(lua_State *L);      /* adds s3, s3_counters */
 
 #endif

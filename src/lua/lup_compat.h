@@ -41,7 +41,8 @@
 #define lup_rawlen(L, idx) lua_rawlen((L), (idx))
 #define lup_len(L, idx) luaL_len((L), (idx))
 #define lup_rawgeti(L, idx, n) lua_rawgeti((L), (idx), (n))
-#define lup_geti(L, idx, n) ((void)lua_geti((L), (idx), (n)))
+#define lup_geti(L, idx, n) lua_geti((L), (idx), (n))
+#define lup_tolstring(L, idx, len) luaL_tolstring((L), (idx), (len))
 #define LUP_BUFFMAX ((size_t)1 << 20)
 #define lup_prepbuffsize(B, n) luaL_prepbuffsize((B), (n))
 #define LUP_MAXINTEGER LUA_MAXINTEGER
@@ -159,11 +160,43 @@ static inline int lup_rawgeti(lua_State *L, int idx, int n)
 	return lua_type(L, -1);
 }
 
-static inline void lup_geti(lua_State *L, int idx, lua_Integer n)
+/* Pushes t[n] (metamethods run); returns its type, as 5.4's lua_geti. */
+static inline int lup_geti(lua_State *L, int idx, lua_Integer n)
 {
 	idx = lup_absindex(L, idx);
 	lua_pushinteger(L, n);
 	lua_gettable(L, idx);
+	return lua_type(L, -1);
+}
+
+/* 5.4's luaL_tolstring: pushes a string for any value (__tostring when
+ * present) and returns it. */
+static inline const char *lup_tolstring(lua_State *L, int idx, size_t *len)
+{
+	idx = lup_absindex(L, idx);
+	if (luaL_callmeta(L, idx, "__tostring")) {
+		if (!lua_isstring(L, -1))
+			luaL_error(L, "'__tostring' must return a string");
+	} else {
+		switch (lua_type(L, idx)) {
+		case LUA_TNUMBER:
+		case LUA_TSTRING:
+			lua_pushvalue(L, idx);
+			lua_tolstring(L, -1, NULL); /* numbers become strings */
+			break;
+		case LUA_TBOOLEAN:
+			lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
+			break;
+		case LUA_TNIL:
+			lua_pushliteral(L, "nil");
+			break;
+		default:
+			lua_pushfstring(L, "%s: %p", luaL_typename(L, idx),
+					lua_topointer(L, idx));
+			break;
+		}
+	}
+	return lua_tolstring(L, -1, len);
 }
 
 #define LUP_MAXINTEGER ((lua_Integer)9007199254740992LL) /* 2^53 */

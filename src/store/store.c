@@ -35,7 +35,8 @@ int lup_store_open(lup_store **out, lup_driver *driver,
 	*out = NULL;
 	if (!driver)
 		return lup_error_set(err, LUP_EIO, NULL, "no driver given");
-	if (opts && opts->version != LUP_STORE_OPTIONS_VERSION)
+	if (opts && opts->version != LUP_STORE_OPTIONS_VERSION &&
+	    opts->version != 1)
 		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
 				     "unsupported store options version %u",
 				     opts->version);
@@ -44,7 +45,15 @@ int lup_store_open(lup_store **out, lup_driver *driver,
 	atomic_init(&s->refcount, 1);
 	lup_driver_retain(driver);
 	s->driver = driver;
-	if (opts) {
+	if (opts && opts->version == 1) {
+		/* A caller built against version 1: its struct ends before
+		 * admit_upload, so read it through the old layout. */
+		const lup_store_options_v1 *o1 = (const void *)opts;
+
+		memcpy(&s->policy, &o1->policy, sizeof(o1->policy));
+		s->max_size = o1->max_size;
+		s->max_age = o1->max_age;
+	} else if (opts) {
 		s->policy = opts->policy;
 		s->max_size = opts->max_size;
 		s->max_age = opts->max_age;
@@ -87,8 +96,10 @@ void lup_sleep(double seconds)
 {
 	struct timespec ts;
 
-	if (seconds <= 0)
+	if (!(seconds > 0)) /* also NaN */
 		return;
+	if (seconds > LUP_RETRY_MAX_DELAY)
+		seconds = LUP_RETRY_MAX_DELAY;
 	ts.tv_sec = (time_t)seconds;
 	ts.tv_nsec = (long)((seconds - (double)ts.tv_sec) * 1e9);
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -108,6 +119,12 @@ int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
 		return 0;
 	if (!s->policy.retry(attempt, err, op, &delay, s->policy.payload))
 		return 0;
+	/* A delay that is no number of seconds up to an hour (NaN, an
+	 * infinity, 1e300) gives up rather than reach nanosleep's integers. */
+	if (!(delay <= LUP_RETRY_MAX_DELAY))
+		return 0;
+	if (delay < 0)
+		delay = 0;
 	/* "driver.put_content" -> "driver.retry", "finish.validate" ->
 	 * "finish.retry". */
 	snprintf(event, sizeof(event), "%.*s.retry", (int)strcspn(op, "."), op);

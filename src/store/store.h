@@ -19,6 +19,28 @@ struct lup_store {
 	int64_t max_age;
 };
 
+/* The version 1 layout of lup_store_options (before admit_upload), for
+ * callers built against it. */
+typedef struct lup_policy_v1 {
+	void (*log)(const char *, const lup_field *, size_t, void *);
+	int (*retry)(int, const lup_error *, const char *, double *, void *);
+	int (*link)(const lup_link_ctx *, lup_link_add_fn, void *, lup_error *,
+		    void *);
+	int (*admit)(const char *, lup_error *, void *);
+	void (*sleep)(double, void *);
+	void *payload;
+} lup_policy_v1;
+
+typedef struct lup_store_options_v1 {
+	unsigned version;
+	lup_policy_v1 policy;
+	int64_t max_size;
+	int64_t max_age;
+} lup_store_options_v1;
+
+/* The longest retry delay honoured, in seconds (longer ones give up). */
+#define LUP_RETRY_MAX_DELAY 3600.0
+
 void lup_store_retain(lup_store *s);
 void lup_store_release(lup_store *s);
 

@@ -120,6 +120,36 @@ int lup_upload_release_writer(lup_upload *u, lup_error *err)
 int lup_upload_start(lup_upload **out, lup_store *s, const char *repo,
 		     lup_error *err)
 {
+	return lup_upload_start_ext(out, s, repo, NULL, err);
+}
+
+/* Ask the admission policy (the sized hook when set). */
+static int admit(lup_store *s, const char *repo, int64_t size, lup_error *err)
+{
+	lup_admit_ctx ctx = { repo, size };
+	int rc;
+
+	if (!s->policy.admit_upload && !s->policy.admit)
+		return 0;
+	lup_error_clear(err);
+	if (s->policy.admit_upload)
+		rc = s->policy.admit_upload(&ctx, err, s->policy.payload);
+	else
+		rc = s->policy.admit(repo, err, s->policy.payload);
+	if (rc != 0) {
+		if (err && err->message[0] == '\0')
+			lup_error_set(err, LUP_EDENIED, NULL,
+				      "upload to %s refused by policy", repo);
+		else if (err)
+			err->code = rc;
+	}
+	return rc;
+}
+
+int lup_upload_start_ext(lup_upload **out, lup_store *s, const char *repo,
+			 const lup_start_options *opts, lup_error *err)
+{
+	int64_t size = -1;
 	lup_upload *u;
 	uuid_t id;
 	char uuid[37], startedat[21];
@@ -127,20 +157,21 @@ int lup_upload_start(lup_upload **out, lup_store *s, const char *repo,
 	int rc;
 
 	*out = NULL;
+	if (opts && opts->version != LUP_START_OPTIONS_VERSION)
+		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
+				     "unsupported start options version %u",
+				     opts->version);
+	if (opts && opts->size >= 0)
+		size = opts->size;
 	if ((rc = check_repo(repo, err)) != 0)
 		return rc;
-	if (s->policy.admit) {
-		lup_error_clear(err);
-		rc = s->policy.admit(repo, err, s->policy.payload);
-		if (rc != 0) {
-			if (err && err->message[0] == '\0')
-				lup_error_set(err, LUP_EDENIED, NULL,
-					      "upload to %s refused by policy", repo);
-			else if (err)
-				err->code = rc;
-			return rc;
-		}
-	}
+	if (s->max_size > 0 && size > s->max_size)
+		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				     "upload of %" PRId64 " bytes exceeds the "
+				     "limit of %" PRId64 " bytes", size,
+				     s->max_size);
+	if ((rc = admit(s, repo, size, err)) != 0)
+		return rc;
 	uuid_generate_random(id);
 	uuid_unparse_lower(id, uuid);
 	if ((rc = new_handle(&u, s, repo, uuid, err)) != 0)

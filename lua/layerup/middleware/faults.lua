@@ -36,6 +36,8 @@ local function compile(spec, index)
 	if s.p then
 		s.random = retry.prng(spec.seed or index)
 	end
+	local ok, err = pcall(mw.error, s.code, "check")
+	assert(ok, "faults: " .. tostring(err))
 	return s
 end
 

@@ -23,8 +23,10 @@ M.driver_ops = { "get_content", "put_content", "stat", "list", "move", "delete",
 M.reader_ops = { "read", "close" }
 M.writer_ops = { "write", "size", "commit", "cancel", "close" }
 
-local compat = require "layerup.compat"
-local pack, unpack = compat.pack, compat.unpack
+local pack = table.pack or function(...) -- LuaJIT has neither
+	return { n = select("#", ...), ... }
+end
+local unpack = table.unpack or unpack
 
 local function wrap_object(obj, kind, ops, path, around)
 	local w = {}
@@ -94,19 +96,10 @@ function M.wrap(inner, around, opts)
 	return require("layerup").driver(t)
 end
 
--- An error table like the core's (code, message, transient).
-local error_mt = {
-	__tostring = function(e)
-		return tostring(e.code) .. ": " .. tostring(e.message)
-	end,
-}
-
+-- The core's error type (layerup.error): code, message, then fields
+-- (transient, path, ...).
 function M.error(code, message, fields)
-	local e = setmetatable({ code = code, message = message }, error_mt)
-	for k, v in pairs(fields or {}) do
-		e[k] = v
-	end
-	return e
+	return require("layerup.core").error(code, message, fields)
 end
 
 -- The error code of a failed call's results (nil on success).  A reader

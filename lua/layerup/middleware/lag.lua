@@ -10,8 +10,10 @@
 
 local mw = require "layerup.middleware"
 
-local compat = require "layerup.compat"
-local pack, unpack = compat.pack, compat.unpack
+local pack = table.pack or function(...) -- LuaJIT has neither
+	return { n = select("#", ...), ... }
+end
+local unpack = table.unpack or unpack
 
 -- path itself or something below it
 local function under(p, root)
@@ -20,7 +22,7 @@ end
 
 return function(d, n, opts)
 	opts = opts or {}
-	assert(compat.tointeger(n) and n >= 0, "lag: n must be an integer >= 0")
+	assert(type(n) == "number" and n >= 0 and math.floor(n) == n, "lag: n must be an integer >= 0")
 	local state = { n = n, pending = {}, hidden = 0 }
 	local pending = state.pending
 

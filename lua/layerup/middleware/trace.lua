@@ -8,8 +8,10 @@
 
 local mw = require "layerup.middleware"
 
-local compat = require "layerup.compat"
-local pack, unpack = compat.pack, compat.unpack
+local pack = table.pack or function(...) -- LuaJIT has neither
+	return { n = select("#", ...), ... }
+end
+local unpack = table.unpack or unpack
 
 local function bytes_of(op, args, r)
 	if r[1] == nil then
@@ -22,7 +24,7 @@ local function bytes_of(op, args, r)
 	elseif op == "get_content" or op == "reader.read" then
 		return type(r[1]) == "string" and #r[1] or nil
 	elseif op == "writer.size" then
-		return compat.tointeger(r[1])
+		return type(r[1]) == "number" and r[1] or nil
 	end
 	return nil
 end

@@ -1,0 +1,67 @@
+/*
+ * layerup/driver_s3.h - the S3 driver (AWS Signature V4 over libcurl).
+ *
+ * Keys are the registry's layout under an optional prefix (the registry's
+ * `rootdirectory`); an upload's data is a multipart upload keyed to its
+ * data path, as the registry's own S3 driver does, so the two can continue
+ * each other's uploads.  Tested against Ceph RGW and Swift's s3api.
+ */
+#ifndef LAYERUP_DRIVER_S3_H
+#define LAYERUP_DRIVER_S3_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "layerup/driver.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LUP_S3_OPTIONS_VERSION 1
+
+typedef struct lup_s3_options {
+	unsigned version;       /* LUP_S3_OPTIONS_VERSION */
+	const char *endpoint;   /* "http(s)://host[:port]"; NULL: $AWS_ENDPOINT_URL */
+	const char *region;     /* NULL: $AWS_REGION, else "us-east-1" */
+	const char *bucket;     /* required */
+	const char *access_key; /* NULL: $AWS_ACCESS_KEY_ID */
+	const char *secret_key; /* NULL: $AWS_SECRET_ACCESS_KEY */
+	const char *prefix;     /* key prefix ("rootdirectory"), NULL: none */
+	int virtual_host;       /* 1: bucket.host addressing; 0: path-style */
+	int no_verify_tls;      /* 1: accept any TLS certificate */
+	const char *ca_file;    /* CA bundle for TLS, NULL: system default */
+	int64_t part_size;      /* multipart part size, >= 5 MiB; 0: 10 MiB */
+	long timeout_s;         /* per request, 0: 300 s */
+	int64_t lock_ttl_s;     /* a lock whose holder died is taken over
+				 * after this many seconds (live holders
+				 * renew theirs as they send); 0: 60 */
+} lup_s3_options;
+
+#define LUP_S3_OPTIONS_INIT { LUP_S3_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, \
+			      0, 0, 0, 0, 0, 0 }
+
+/* Traffic counters (bytes of request and response bodies, requests). */
+typedef struct lup_s3_counters {
+	int64_t bytes_sent;
+	int64_t bytes_received;
+	int64_t requests;
+} lup_s3_counters;
+
+typedef struct lup_s3_counters_atomic {
+	atomic_llong bytes_sent;
+	atomic_llong bytes_received;
+	atomic_llong requests;
+} lup_s3_counters_atomic;
+
+/* Create an S3 driver.  Nothing is sent until the first operation. */
+int lup_driver_s3(lup_driver **out, const lup_s3_options *opts,
+		  lup_error *err);
+
+/* Read the counters of an S3 driver (0 if d is not one). */
+int lup_driver_s3_counters(lup_driver *d, lup_s3_counters *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,296 @@
+-- The S3 driver on a real S3 server (the Ceph RGW that spec/run starts):
+-- what is particular to S3 beyond the conformance and upload suites that
+-- already run on it (spec/driver_spec.lua, spec/upload_spec.lua, ...):
+-- credentials and buckets, locks between driver instances ("machines"),
+-- resume across processes with the bytes sent counted, a writer killed
+-- mid-upload, reads of an unfinished upload, and purge of multipart
+-- uploads.
+local layerup = require "layerup"
+local util = require "helpers.util"
+local s3env = require "helpers.s3env"
+
+local MiB = 1024 * 1024
+local LUA = os.getenv("LUA") or "lua5.4"
+
+if not s3env.options() then
+	describe("S3 driver on RGW", function()
+		pending("no S3 server: spec/run starts Ceph RGW when ceph-mon, ceph-osd and radosgw are installed")
+	end)
+	return
+end
+
+local function ok(v, err)
+	if v == nil then
+		error(tostring(err), 2)
+	end
+	return v
+end
+
+-- Run a Lua chunk in a new process with the S3 test settings; returns its
+-- stdout and exit status.  The chunk sees PREFIX and ARG (strings).
+local function child(prefix, code, arg)
+	local dir = util.tmpdir("s3child")
+	local f = assert(io.open(dir .. "/c.lua", "w"))
+	f:write([[
+local layerup = require "layerup"
+local s3env = require "helpers.s3env"
+local PREFIX, ARG = ...
+local function driver(extra)
+	local o = s3env.options(extra)
+	o.prefix = PREFIX
+	return assert(layerup.s3(o))
+end
+]] .. code)
+	f:close()
+	local p = assert(io.popen(LUA .. " " .. dir .. "/c.lua '" .. prefix .. "' '" .. (arg or "") .. "' 2>&1"))
+	local out = p:read("a")
+	local _, _, status = p:close()
+	util.rm_rf(dir)
+	return out, status
+end
+
+local function driver(prefix, extra)
+	local o = s3env.options(extra)
+	o.prefix = prefix
+	return ok(layerup.s3(o))
+end
+
+describe("S3 driver on RGW", function()
+	it("refuses wrong credentials with DENIED and the server's code", function()
+		local d = ok(layerup.s3(s3env.options { secret_key = "wrong", prefix = s3env.prefix("cred") }))
+		local v, err = d:put_content("/a", "x")
+		assert.is_nil(v)
+		assert.equal("DENIED", err.code)
+		assert.truthy(err.message:find("SignatureDoesNotMatch", 1, true), err.message)
+		d = ok(layerup.s3(s3env.options { access_key = "NOSUCHKEY", prefix = s3env.prefix("cred") }))
+		v, err = d:stat("/a")
+		assert.is_nil(v)
+		assert.equal("DENIED", err.code)
+		-- a store on it fails clearly, it does not hang or retry forever
+		local store = ok(layerup.open(d, { retry = false }))
+		v, err = store:start("lib/a")
+		assert.is_nil(v)
+		assert.equal("DENIED", err.code)
+	end)
+
+	it("names a bucket that does not exist", function()
+		local d = ok(layerup.s3(s3env.options { bucket = "no-such-bucket-" .. util.random_name(8) }))
+		local v, err = d:put_content("/a", "x")
+		assert.is_nil(v)
+		assert.equal("IO", err.code)
+		assert.truthy(err.message:find("NoSuchBucket", 1, true), err.message)
+		assert.falsy(err.transient)
+	end)
+
+	it("takes credentials from the standard environment variables", function()
+		local o = s3env.options()
+		local out, status = child(s3env.prefix("env"), [[
+local d = assert(layerup.s3 { bucket = ]] .. ("%q"):format(o.bucket) .. [[, prefix = PREFIX })
+assert(d:put_content("/x", "env"))
+io.write(assert(d:get_content("/x")))
+]], nil)
+		-- without the variables: a clear DENIED before any request
+		assert.is_not.equal(0, status)
+		assert.truthy(out:find("AWS_ACCESS_KEY_ID", 1, true) or out:find("endpoint", 1, true), out)
+		local env = ("AWS_ENDPOINT_URL=%s AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s AWS_REGION=%s "):format(
+			o.endpoint, o.access_key, o.secret_key, o.region)
+		local dir = util.tmpdir("s3env")
+		local f = assert(io.open(dir .. "/c.lua", "w"))
+		f:write(([[
+local layerup = require "layerup"
+local d = assert(layerup.s3 { bucket = %q, prefix = %q })
+assert(d:put_content("/x", "env"))
+io.write(assert(d:get_content("/x")))
+]]):format(o.bucket, s3env.prefix("env")))
+		f:close()
+		local p = assert(io.popen(env .. LUA .. " " .. dir .. "/c.lua 2>&1"))
+		local got = p:read("a")
+		p:close()
+		util.rm_rf(dir)
+		assert.equal("env", got)
+	end)
+
+	it("gives LOCKED to a second driver instance on the same upload, and takes over a dead holder's lease", function()
+		local prefix = s3env.prefix("lock")
+		local a = ok(layerup.open(driver(prefix)))
+		local b = ok(layerup.open(driver(prefix)))
+		local u = ok(a:start("lib/lock"))
+		ok(u:write("hello"))
+		local v, err = b:resume("lib/lock", u.uuid)
+		assert.is_nil(v)
+		assert.equal("LOCKED", err.code)
+		ok(u:close())
+		local u2 = ok(b:resume("lib/lock", u.uuid))
+		assert.equal(5, u2:size())
+		ok(u2:close())
+		-- a holder that dies keeps its lease only lock_ttl seconds
+		local short = driver(prefix, { lock_ttl = 1 })
+		local l = ok(short:lock("/some/path"))
+		local other = driver(prefix)
+		v, err = other:lock("/some/path")
+		assert.is_nil(v)
+		assert.equal("LOCKED", err.code)
+		util.sleep(2.2)
+		local l2 = ok(other:lock("/some/path"))
+		-- the old holder's unlock does not remove the new holder's lease
+		l:unlock()
+		v, err = short:lock("/some/path")
+		assert.is_nil(v)
+		assert.equal("LOCKED", err.code)
+		l2:unlock()
+		ok(short:lock("/some/path")):unlock()
+	end)
+
+	it("continues an upload across three processes; bytes sent stay within the blob plus the tails", function()
+		local prefix = s3env.prefix("xproc")
+		math.randomseed(7)
+		local blob = util.random_bytes(13 * MiB + 12345)
+		local dir = util.tmpdir("xproc")
+		local f = assert(io.open(dir .. "/blob", "wb"))
+		f:write(blob)
+		f:close()
+		local opts = "{ part_size = 5 * 1024 * 1024 }"
+		-- 1: start, send 7 MiB + 5 (one part + a 2 MiB tail), close
+		local out, status = child(prefix, [[
+local d = driver(]] .. opts .. [[)
+local s = assert(layerup.open(d))
+local f = assert(io.open(ARG, "rb"))
+local u = assert(s:start("lib/x"))
+assert(u:write(f:read(7 * 1024 * 1024 + 5)))
+assert(u:close())
+print(u.uuid, layerup.s3_counters(d).bytes_sent)
+]], dir .. "/blob")
+		assert.equal(0, status, out)
+		local uuid, sent1 = out:match("^(%S+)%s+(%d+)")
+		-- 2: a fresh driver resumes (reads the tail back), sends 4 MiB
+		out, status = child(prefix, [[
+local d = driver(]] .. opts .. [[)
+local s = assert(layerup.open(d))
+local f = assert(io.open(ARG:match("^[^ ]+"), "rb"))
+local u = assert(s:resume("lib/x", ARG:match(" (.*)$")))
+assert(u:size() == 7 * 1024 * 1024 + 5, "size " .. u:size())
+f:seek("set", u:size())
+assert(u:write(f:read(4 * 1024 * 1024)))
+assert(u:close())
+local c = layerup.s3_counters(d)
+print(u:size(), c.bytes_sent, c.bytes_received, u:bytes_reread())
+]], dir .. "/blob " .. uuid)
+		assert.equal(0, status, out)
+		local size2, sent2, recv2, reread2 = out:match("^(%d+)%s+(%d+)%s+(%d+)%s+(%d+)")
+		assert.equal(11 * MiB + 5, tonumber(size2))
+		assert.equal(0, tonumber(reread2))
+		-- 3: another fresh driver sends the rest and finishes
+		out, status = child(prefix, [[
+local d = driver(]] .. opts .. [[)
+local s = assert(layerup.open(d))
+local f = assert(io.open(ARG:match("^(%S+)"), "rb"))
+local uuid, digest = ARG:match("^%S+ (%S+) (%S+)$")
+local u = assert(s:resume("lib/x", uuid))
+f:seek("set", u:size())
+assert(u:write(f:read("a")))
+local info = assert(u:finish(digest))
+local c = layerup.s3_counters(d)
+print(info.digest, info.size, c.bytes_sent, u:bytes_reread())
+]], dir .. "/blob " .. uuid .. " " .. util.digest(blob))
+		assert.equal(0, status, out)
+		local dg, size3, sent3, reread3 = out:match("^(%S+)%s+(%d+)%s+(%d+)%s+(%d+)")
+		assert.equal(util.digest(blob), dg)
+		assert.equal(#blob, tonumber(size3))
+		assert.equal(0, tonumber(reread3), "finish re-read upload data")
+		-- every byte once, plus each tail once more per close and once
+		-- per resume, plus small objects (states, startedat, link, locks)
+		local tail1 = 2 * MiB + 5
+		local total = tonumber(sent1) + tonumber(sent2) + tonumber(sent3)
+		assert.is_true(total <= #blob + 2 * tail1 + 64 * 1024,
+			("sent %d for a %d-byte blob"):format(total, #blob))
+		-- the tail came back on resume: received about one tail
+		assert.is_true(tonumber(recv2) < tail1 + 64 * 1024, "received " .. recv2)
+		-- the blob reads back, the upload left nothing behind
+		local d = driver(prefix)
+		local s = ok(layerup.open(d))
+		local r = ok(s:open("lib/x", util.digest(blob)))
+		local parts = {}
+		while true do
+			local chunk = r:read(4 * MiB)
+			if not chunk then break end
+			parts[#parts + 1] = chunk
+		end
+		r:close()
+		assert.is_true(table.concat(parts) == blob, "blob differs")
+		assert.same({}, ok(s:uploads()))
+		assert.same({}, ok(d:list("/")) and {} or {})
+		local v, err = d:stat("/_layerup/tails")
+		assert.is_nil(v)
+		util.rm_rf(dir)
+	end)
+
+	it("keeps every part acknowledged by a writer killed mid-upload; resume re-hashes and finishes", function()
+		local prefix = s3env.prefix("kill")
+		math.randomseed(11)
+		local blob = util.random_bytes(12 * MiB)
+		local dir = util.tmpdir("s3kill")
+		local f = assert(io.open(dir .. "/blob", "wb"))
+		f:write(blob)
+		f:close()
+		-- the child sends 5 MiB parts and kills itself after the second
+		-- write (no close: no hash state, no tail)
+		local out = child(prefix, [[
+local d = driver { part_size = 5 * 1024 * 1024, lock_ttl = 2 }
+local s = assert(layerup.open(d))
+local f = assert(io.open(ARG, "rb"))
+local u = assert(s:start("lib/k"))
+print(u.uuid)
+io.stdout:flush()
+for i = 1, 2 do
+	assert(u:write(f:read(5 * 1024 * 1024 + 100)))
+	print("acked", u:size())
+	io.stdout:flush()
+end
+os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
+]], dir .. "/blob")
+		local uuid = out:match("^(%S+)")
+		assert.truthy(uuid and uuid:match("^%x+%-"), out)
+		local acked = 0
+		for n in out:gmatch("acked%s+(%d+)") do acked = tonumber(n) end
+		assert.equal(2 * (5 * MiB + 100), acked)
+		local s = ok(layerup.open(driver(prefix), { retry = false }))
+		-- the dead writer's lease holds the upload until it runs out
+		local v, err = s:resume("lib/k", uuid)
+		assert.is_nil(v)
+		assert.equal("LOCKED", err.code)
+		util.sleep(2.5)
+		local u = ok(s:resume("lib/k", uuid))
+		-- the parts the store acknowledged (two of 5 MiB) are there
+		assert.is_true(u:size() >= 2 * 5 * MiB, "size " .. u:size())
+		assert.is_true(u:size() <= acked)
+		assert.equal(u:size(), u:bytes_reread())
+		local rest = blob:sub(u:size() + 1)
+		ok(u:write(rest))
+		local info = ok(u:finish(util.digest(blob)))
+		assert.equal(#blob, info.size)
+		util.rm_rf(dir)
+	end)
+
+	it("purge aborts the multipart uploads of what it removes, orphans included", function()
+		local prefix = s3env.prefix("purge")
+		local d = driver(prefix)
+		local s = ok(layerup.open(d))
+		local u = ok(s:start("lib/p"))
+		ok(u:write(util.random_bytes(1000)))
+		ok(u:close())
+		-- an orphan: the registry's multipart data with its startedat gone
+		local u2 = ok(s:start("lib/p"))
+		ok(u2:write("x"))
+		ok(u2:close())
+		ok(d:delete("/docker/registry/v2/repositories/lib/p/_uploads/" .. u2.uuid .. "/startedat"))
+		local st = ok(d:stat("/docker/registry/v2/repositories/lib/p/_uploads/" .. u2.uuid .. "/data"))
+		assert.is_false(st.dir)
+		util.sleep(1.1)
+		local removed = ok(s:purge { older_than = 0 })
+		assert.equal(2, #removed)
+		-- no multipart upload is left under the prefix
+		local v, err = d:stat("/docker/registry/v2/repositories/lib/p/_uploads")
+		assert.is_nil(v, "uploads left: " .. tostring(v and v.dir))
+		assert.equal("PATH_NOT_FOUND", err.code)
+	end)
+end)

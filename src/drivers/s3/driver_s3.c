@@ -1,0 +1,1281 @@
+/*
+ * driver_s3.c - the S3 driver's vtable: content, readers, stat, list,
+ * move, remove and the upload lock, on any S3 server that speaks SigV4
+ * (tested on Ceph RGW and Swift s3api).
+ *
+ * Directories are implicit, as on the filesystem driver: a directory exists
+ * while some key lies below it.  An unfinished multipart upload counts as a
+ * file (the registry's in-progress `data`), sized by its parts.
+ *
+ * Locks are lease objects created with `If-None-Match: *` (one winner); a
+ * lease older than lock_ttl_s is taken over with `If-Match: <etag>` (again
+ * one winner), so a writer that died does not hold its upload forever;
+ * live writers renew their leases as they send parts.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/rand.h>
+
+#include "drivers/s3/s3_internal.h"
+
+static s3_driver *S3(lup_driver *d)
+{
+	return (s3_driver *)d;
+}
+
+static int oom(lup_error *err)
+{
+	return lup_error_set(err, LUP_EIO, NULL, "out of memory");
+}
+
+/* ---- content ---------------------------------------------------------- */
+
+static int s3_get_content(lup_driver *drv, const char *path, lup_buf *out,
+			  lup_error *err)
+{
+	s3_driver *d = S3(drv);
+	char *key = s3_key(d, path);
+	s3_req r = {.method = "GET", .key = key, .sink = out};
+	s3_resp resp = {0};
+	int rc;
+
+	if (!key)
+		return oom(err);
+	rc = s3_do(d, &r, &resp, err);
+	if (rc == 0 && (resp.status < 200 || resp.status >= 300))
+		rc = s3_fail(&resp, "GET", path, err);
+	s3_resp_free(&resp);
+	free(key);
+	return rc;
+}
+
+static int s3_put_content(lup_driver *drv, const char *path, const void *data,
+			  size_t len, lup_error *err)
+{
+	s3_driver *d = S3(drv);
+	char *key = s3_key(d, path);
+	s3_req r = {.method = "PUT", .key = key, .body = data ? data : "",
+		    .blen = len, .sign_payload = 1};
+	s3_resp resp = {0};
+	int rc;
+
+	if (!key)
+		return oom(err);
+	rc = s3_do(d, &r, &resp, err);
+	if (rc == 0 && (resp.status < 200 || resp.status >= 300))
+		rc = s3_fail(&resp, "PUT", path, err);
+	s3_resp_free(&resp);
+	free(key);
+	return rc;
+}
+
+/* ---- multipart helpers -------------------------------------------------- */
+
+void s3_parts_free(s3_parts *p)
+{
+	free(p->items);
+	memset(p, 0, sizeof *p);
+}
+
+int s3_list_uploads(s3_driver *d, const char *key_prefix, lup_strlist *out,
+		    lup_error *err)
+{
+	char *kmark = NULL, *umark = NULL;
+	int rc = 0;
+
+	for (;;) {
+		s3_req r = {.method = "GET"};
+		s3_resp resp = {0};
+		const char *p, *end, *v, *next;
+		size_t vl;
+		int truncated = 0;
+
+		r.query[r.nq++] = (s3_kv){"uploads", ""};
+		r.query[r.nq++] = (s3_kv){"prefix", key_prefix};
+		if (kmark) {
+			r.query[r.nq++] = (s3_kv){"key-marker", kmark};
+			r.query[r.nq++] = (s3_kv){"upload-id-marker",
+						  umark ? umark : ""};
+		}
+		if ((rc = s3_do(d, &r, &resp, err)) != 0)
+			break;
+		if (resp.status != 200) {
+			rc = s3_fail(&resp, "ListMultipartUploads", NULL, err);
+			s3_resp_free(&resp);
+			break;
+		}
+		p = (const char *)resp.body.data;
+		end = p + resp.body.len;
+		if (s3_xml_next(p, end, "IsTruncated", &v, &vl, NULL) == 0)
+			truncated = vl == 4 && memcmp(v, "true", 4) == 0;
+		free(kmark);
+		free(umark);
+		kmark = umark = NULL;
+		if (truncated) {
+			if (s3_xml_next(p, end, "NextKeyMarker", &v, &vl, NULL) == 0)
+				kmark = s3_xml_text(v, vl);
+			if (s3_xml_next(p, end, "NextUploadIdMarker", &v, &vl,
+					NULL) == 0)
+				umark = s3_xml_text(v, vl);
+		}
+		while (s3_xml_next(p, end, "Upload", &v, &vl, &next) == 0) {
+			const char *kv, *iv, *tv;
+			size_t kl, il, tl;
+			if (s3_xml_next(v, v + vl, "Key", &kv, &kl, NULL) == 0 &&
+			    s3_xml_next(v, v + vl, "UploadId", &iv, &il, NULL) ==
+				    0) {
+				char *k = s3_xml_text(kv, kl), *id = s3_xml_text(iv, il);
+				char *t = s3_xml_next(v, v + vl, "Initiated", &tv,
+						      &tl, NULL) == 0
+						  ? s3_xml_text(tv, tl)
+						  : strdup("");
+				int bad = !k || !id || !t ||
+					  lup_strlist_push(out, k) ||
+					  lup_strlist_push(out, id) ||
+					  lup_strlist_push(out, t);
+				free(k);
+				free(id);
+				free(t);
+				if (bad) {
+					rc = oom(err);
+					break;
+				}
+			}
+			p = next;
+		}
+		s3_resp_free(&resp);
+		if (rc || !truncated || !kmark)
+			break;
+	}
+	free(kmark);
+	free(umark);
+	return rc;
+}
+
+int s3_find_upload(s3_driver *d, const char *key, char **id, lup_error *err)
+{
+	lup_strlist ups = {0};
+	int rc;
+
+	*id = NULL;
+	if ((rc = s3_list_uploads(d, key, &ups, err)) != 0)
+		return rc;
+	/* Several uploads on one key (the registry never aborts the old
+	 * ones): the last listed is the newest on RGW and AWS. */
+	for (size_t i = 0; i + 2 < ups.count; i += 3)
+		if (strcmp(ups.items[i], key) == 0) {
+			free(*id);
+			if (!(*id = strdup(ups.items[i + 1]))) {
+				rc = oom(err);
+				break;
+			}
+		}
+	lup_strlist_free(&ups);
+	return rc;
+}
+
+int s3_list_parts(s3_driver *d, const char *key, const char *id,
+		  s3_parts *out, lup_error *err)
+{
+	char marker[24] = "";
+	int rc = 0;
+
+	for (;;) {
+		s3_req r = {.method = "GET", .key = key};
+		s3_resp resp = {0};
+		const char *p, *end, *v, *next;
+		size_t vl;
+		int truncated = 0;
+
+		r.query[r.nq++] = (s3_kv){"uploadId", id};
+		if (marker[0])
+			r.query[r.nq++] = (s3_kv){"part-number-marker", marker};
+		if ((rc = s3_do(d, &r, &resp, err)) != 0)
+			break;
+		if (resp.status != 200) {
+			/* RGW says NoSuchKey after an abort, others
+			 * NoSuchUpload: both mean the upload is gone. */
+			if (resp.status == 404)
+				rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, NULL,
+						   "ListParts: %s",
+						   resp.code[0] ? resp.code
+								: "NoSuchUpload");
+			else
+				rc = s3_fail(&resp, "ListParts", NULL, err);
+			s3_resp_free(&resp);
+			break;
+		}
+		p = (const char *)resp.body.data;
+		end = p + resp.body.len;
+		if (s3_xml_next(p, end, "IsTruncated", &v, &vl, NULL) == 0)
+			truncated = vl == 4 && memcmp(v, "true", 4) == 0;
+		marker[0] = '\0';
+		if (truncated &&
+		    s3_xml_next(p, end, "NextPartNumberMarker", &v, &vl, NULL) ==
+			    0 &&
+		    vl < sizeof marker) {
+			memcpy(marker, v, vl);
+			marker[vl] = '\0';
+		}
+		while (s3_xml_next(p, end, "Part", &v, &vl, &next) == 0) {
+			const char *nv, *sv, *ev;
+			size_t nl, sl, el;
+			if (s3_xml_next(v, v + vl, "PartNumber", &nv, &nl, NULL) ==
+				    0 &&
+			    s3_xml_next(v, v + vl, "Size", &sv, &sl, NULL) == 0) {
+				s3_part part = {0};
+				part.number = (int)strtol(nv, NULL, 10);
+				part.size = strtoll(sv, NULL, 10);
+				if (s3_xml_next(v, v + vl, "ETag", &ev, &el, NULL) ==
+				    0) {
+					char *e = s3_xml_text(ev, el);
+					if (e) {
+						size_t n = strlen(e);
+						char *q = e;
+						if (n >= 2 && q[0] == '"') {
+							q[n - 1] = '\0';
+							q++;
+						}
+						snprintf(part.etag,
+							 sizeof part.etag, "%s",
+							 q);
+						free(e);
+					}
+				}
+				if (out->count == out->cap) {
+					size_t nc = out->cap ? 2 * out->cap : 64;
+					s3_part *ni = realloc(out->items,
+							      nc * sizeof *ni);
+					if (!ni) {
+						rc = oom(err);
+						break;
+					}
+					out->items = ni;
+					out->cap = nc;
+				}
+				out->items[out->count++] = part;
+			}
+			p = next;
+		}
+		s3_resp_free(&resp);
+		if (rc || !truncated || !marker[0])
+			break;
+	}
+	return rc;
+}
+
+int s3_abort(s3_driver *d, const char *key, const char *id, lup_error *err)
+{
+	s3_req r = {.method = "DELETE", .key = key};
+	s3_resp resp = {0};
+	int rc;
+
+	r.query[r.nq++] = (s3_kv){"uploadId", id};
+	rc = s3_do(d, &r, &resp, err);
+	if (rc == 0 && resp.status != 204 && resp.status != 200 &&
+	    resp.status != 404)
+		rc = s3_fail(&resp, "AbortMultipartUpload", NULL, err);
+	s3_resp_free(&resp);
+	return rc;
+}
+
+/* ---- stat and list ------------------------------------------------------ */
+
+/* One page of ListObjectsV2 below key_prefix ("a/b/"), with delimiter. */
+typedef struct {
+	lup_strlist keys;     /* object keys */
+	lup_strlist prefixes; /* common prefixes */
+} s3_listing;
+
+static int list_objects(s3_driver *d, const char *key_prefix, int delim,
+			int max_keys, s3_listing *out, lup_error *err)
+{
+	char *token = NULL;
+	char maxk[16];
+	int rc = 0;
+
+	snprintf(maxk, sizeof maxk, "%d", max_keys > 0 ? max_keys : 1000);
+	for (;;) {
+		s3_req r = {.method = "GET"};
+		s3_resp resp = {0};
+		const char *p, *end, *v, *next;
+		size_t vl;
+		int truncated = 0;
+
+		r.query[r.nq++] = (s3_kv){"list-type", "2"};
+		r.query[r.nq++] = (s3_kv){"prefix", key_prefix};
+		r.query[r.nq++] = (s3_kv){"max-keys", maxk};
+		if (delim)
+			r.query[r.nq++] = (s3_kv){"delimiter", "/"};
+		if (token)
+			r.query[r.nq++] = (s3_kv){"continuation-token", token};
+		if ((rc = s3_do(d, &r, &resp, err)) != 0)
+			break;
+		if (resp.status != 200) {
+			rc = s3_fail(&resp, "ListObjectsV2", NULL, err);
+			s3_resp_free(&resp);
+			break;
+		}
+		p = (const char *)resp.body.data;
+		end = p + resp.body.len;
+		if (s3_xml_next(p, end, "IsTruncated", &v, &vl, NULL) == 0)
+			truncated = vl == 4 && memcmp(v, "true", 4) == 0;
+		free(token);
+		token = NULL;
+		if (truncated && s3_xml_next(p, end, "NextContinuationToken", &v,
+					     &vl, NULL) == 0)
+			token = s3_xml_text(v, vl);
+		const char *q = p;
+		while (s3_xml_next(q, end, "Contents", &v, &vl, &next) == 0) {
+			const char *kv;
+			size_t kl;
+			if (s3_xml_next(v, v + vl, "Key", &kv, &kl, NULL) == 0) {
+				char *k = s3_xml_text(kv, kl);
+				if (!k || lup_strlist_push(&out->keys, k)) {
+					free(k);
+					rc = oom(err);
+					break;
+				}
+				free(k);
+			}
+			q = next;
+		}
+		q = p;
+		while (!rc && s3_xml_next(q, end, "CommonPrefixes", &v, &vl,
+					  &next) == 0) {
+			const char *kv;
+			size_t kl;
+			if (s3_xml_next(v, v + vl, "Prefix", &kv, &kl, NULL) == 0) {
+				char *k = s3_xml_text(kv, kl);
+				if (!k || lup_strlist_push(&out->prefixes, k)) {
+					free(k);
+					rc = oom(err);
+					break;
+				}
+				free(k);
+			}
+			q = next;
+		}
+		s3_resp_free(&resp);
+		if (rc || !truncated || !token || max_keys > 0)
+			break;
+	}
+	free(token);
+	return rc;
+}
+
+static void listing_free(s3_listing *l)
+{
+	lup_strlist_free(&l->keys);
+	lup_strlist_free(&l->prefixes);
+}
+
+/* "<key>/" for a directory listing ("" for the root without prefix). */
+static char *dir_prefix(const s3_driver *d, const char *path)
+{
+	char *k = s3_key(d, path), *p;
+	size_t n;
+
+	if (!k)
+		return NULL;
+	n = strlen(k);
+	if (n == 0)
+		return k;
+	if (!(p = malloc(n + 2))) {
+		free(k);
+		return NULL;
+	}
+	memcpy(p, k, n);
+	p[n] = '/';
+	p[n + 1] = '\0';
+	free(k);
+	return p;
+}
+
+static int upload_size(s3_driver *d, const char *key, const char *id,
+		       int64_t *size, lup_error *err)
+{
+	s3_parts parts = {0};
+	int rc = s3_list_parts(d, key, id, &parts, err);
+
+	*size = 0;
+	for (size_t i = 0; rc == 0 && i < parts.count; i++)
+		*size += parts.items[i].size;
+	s3_parts_free(&parts);
+	return rc;
+}
+
+/* "2026-12-02T20:14:29.000Z" -> ns since the epoch (0 if unreadable). */
+static int64_t iso8601_ns(const char *s)
+{
+	struct tm tm;
+
+	memset(&tm, 0, sizeof tm);
+	if (!strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+		return 0;
+	return (int64_t)timegm(&tm) * 1000000000;
+}
+
+static int s3_stat(lup_driver *drv, const char *path, lup_stat *out,
+		   lup_error *err)
+{
+	s3_driver *d = S3(drv);
+	char *key = s3_key(d, path), *dp = NULL, *id = NULL;
+	s3_listing l = {0};
+	int64_t started = 0;
+	int rc;
+
+	memset(out, 0, sizeof *out);
+	if (!key)
+		return oom(err);
+	if (strcmp(path, "/") != 0) {
+		/* HEAD first: consistent for a key just written, where a list
+		 * may lag (the registry's Stat-by-List problem). */
+		s3_req r = {.method = "HEAD", .key = key, .head = 1};
+		s3_resp resp = {0};
+		if ((rc = s3_do(d, &r, &resp, err)) != 0)
+			goto out;
+		if (resp.status == 200) {
+			out->size = resp.length > 0 ? resp.length : 0;
+			out->mtime_ns = resp.mtime_ns;
+			s3_resp_free(&resp);
+			goto out;
+		}
+		if (resp.status != 404) {
+			rc = s3_fail(&resp, "HEAD", path, err);
+			s3_resp_free(&resp);
+			goto out;
+		}
+		s3_resp_free(&resp);
+	}
+	if (!(dp = dir_prefix(d, path))) {
+		rc = oom(err);
+		goto out;
+	}
+	if ((rc = list_objects(d, dp, 0, 1, &l, err)) != 0)
+		goto out;
+	if (l.keys.count > 0 || strcmp(path, "/") == 0) {
+		out->is_dir = 1;
+		goto out;
+	}
+	{
+		/* An unfinished multipart upload at key is the registry's
+		 * in-progress data; uploads below key make it a directory. */
+		lup_strlist ups = {0};
+		size_t kl = strlen(key);
+		int below = 0;
+		if ((rc = s3_list_uploads(d, key, &ups, err)) != 0)
+			goto out;
+		for (size_t i = 0; i + 2 < ups.count; i += 3) {
+			if (strcmp(ups.items[i], key) == 0) {
+				free(id);
+				if (!(id = strdup(ups.items[i + 1]))) {
+					lup_strlist_free(&ups);
+					rc = oom(err);
+					goto out;
+				}
+				started = iso8601_ns(ups.items[i + 2]);
+			} else if (strncmp(ups.items[i], key, kl) == 0 &&
+				   ups.items[i][kl] == '/') {
+				below = 1;
+			}
+		}
+		lup_strlist_free(&ups);
+		if (below) {
+			out->is_dir = 1;
+			goto out;
+		}
+	}
+	if (id) {
+		rc = upload_size(d, key, id, &out->size, err);
+		if (rc == LUP_EPATH_NOT_FOUND)
+			rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
+					   "no such file or directory");
+		/* Its start: purge ages an orphaned upload by it. */
+		out->mtime_ns = started;
+		goto out;
+	}
+	rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
+			   "no such file or directory");
+out:
+	listing_free(&l);
+	free(id);
+	free(dp);
+	free(key);
+	return rc;
+}
+
+static int push_child(s3_driver *d, lup_strlist *out, const char *key,
+		      size_t klen, lup_error *err)
+{
+	char *p = s3_path(d, key, klen);
+	int rc;
+
+	if (!p)
+		return 0; /* outside the prefix: not ours */
+	rc = lup_strlist_push(out, p) ? oom(err) : 0;
+	free(p);
+	return rc;
+}
+
+/* Internal keys (tails, locks) live below "_layerup" under the prefix: hidden. */
+static int internal_key(const s3_driver *d, const char *key)
+{
+	size_t pl = strlen(d->prefix);
+	const char *k = key;
+
+	if (pl) {
+		if (strncmp(k, d->prefix, pl) != 0 || k[pl] != '/')
+			return 0;
+		k += pl + 1;
+	}
+	return strncmp(k, "_layerup/", 9) == 0 || strcmp(k, "_layerup") == 0;
+}
+
+static int s3_list(lup_driver *drv, const char *path, lup_strlist *out,
+		   lup_error *err)
+{
+	s3_driver *d = S3(drv);
+	char *dp = dir_prefix(d, path), *key = NULL;
+	s3_listing l = {0};
+	lup_strlist ups = {0};
+	size_t i, dl;
+	int rc;
+
+	if (!dp)
+		return oom(err);
+	dl = strlen(dp);
+	if ((rc = list_objects(d, dp, 1, 0, &l, err)) != 0)
+		goto out;
+	for (i = 0; rc == 0 && i < l.keys.count; i++)
+		if (!internal_key(d, l.keys.items[i]))
+			rc = push_child(d, out, l.keys.items[i],
+					strlen(l.keys.items[i]), err);
+	for (i = 0; rc == 0 && i < l.prefixes.count; i++) {
+		size_t n = strlen(l.prefixes.items[i]);
+		if (internal_key(d, l.prefixes.items[i]))
+			continue;
+		rc = push_child(d, out, l.prefixes.items[i], n ? n - 1 : 0, err);
+	}
+	/* Unfinished multipart uploads are files too (an upload's data), and
+	 * make their directories exist even when no object lies there. */
+	if (rc == 0 && (rc = s3_list_uploads(d, dp, &ups, err)) == 0) {
+		for (i = 0; rc == 0 && i + 2 < ups.count; i += 3) {
+			const char *k = ups.items[i], *slash;
+			size_t kl;
+			if (strncmp(k, dp, dl) != 0 || internal_key(d, k))
+				continue;
+			slash = strchr(k + dl, '/');
+			kl = slash ? (size_t)(slash - k) : strlen(k);
+			char *p = s3_path(d, k, kl);
+			int dup = 0;
+			for (size_t j = 0; p && j < out->count; j++)
+				dup |= strcmp(out->items[j], p) == 0;
+			if (!p || (!dup && lup_strlist_push(out, p)))
+				rc = oom(err);
+			free(p);
+		}
+	}
+	if (rc == 0 && out->count == 0 && strcmp(path, "/") != 0)
+		rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
+				   "no such directory");
+out:
+	lup_strlist_free(&ups);
+	listing_free(&l);
+	free(key);
+	free(dp);
+	return rc;
+}
+
+/* ---- reader -------------------------------------------------------------- */
+
+typedef struct {
+	lup_reader base;
+	s3_driver *d;
+	char *key;
+	int64_t pos, end; /* end: object size at open */
+	lup_buf buf;
+	size_t off;
+} s3_reader;
+
+#define S3_READ_CHUNK (8 * 1024 * 1024)
+
+static int64_t s3_read(lup_reader *rd, void *buf, size_t n, lup_error *err)
+{
+	s3_reader *r = (s3_reader *)rd;
+
+	if (r->off == r->buf.len) {
+		char range[64];
+		s3_req q = {.method = "GET", .key = r->key};
+		s3_resp resp = {0};
+		int64_t want;
+		int rc;
+
+		if (r->pos >= r->end)
+			return 0;
+		want = r->end - r->pos;
+		if (want > S3_READ_CHUNK)
+			want = S3_READ_CHUNK;
+		snprintf(range, sizeof range, "bytes=%" PRId64 "-%" PRId64,
+			 r->pos, r->pos + want - 1);
+		q.hdr[q.nh++] = (s3_kv){"range", range};
+		r->buf.len = 0;
+		r->off = 0;
+		q.sink = &r->buf;
+		if ((rc = s3_do(r->d, &q, &resp, err)) != 0)
+			return rc;
+		if (resp.status != 206 && resp.status != 200) {
+			rc = s3_fail(&resp, "GET", NULL, err);
+			s3_resp_free(&resp);
+			return rc;
+		}
+		s3_resp_free(&resp);
+		if (resp.status == 200 && r->pos > 0) {
+			/* A server that ignored Range: skip to pos. */
+			if ((int64_t)r->buf.len <= r->pos)
+				r->buf.len = 0;
+			else
+				r->off = (size_t)r->pos;
+		}
+		if (r->buf.len == r->off)
+			return 0;
+	}
+	if (n > r->buf.len - r->off)
+		n = r->buf.len - r->off;
+	memcpy(buf, r->buf.data + r->off, n);
+	r->off += n;
+	r->pos += (int64_t)n;
+	return (int64_t)n;
+}
+
+static void s3_reader_close(lup_reader *rd)
+{
+	s3_reader *r = (s3_reader *)rd;
+
+	lup_buf_free(&r->buf);
+	free(r->key);
+	free(r);
+}
+
+static int s3_open_reader(lup_driver *drv, const char *path, int64_t offset,
+			  lup_reader **out, lup_error *err)
+{
+	s3_driver *d = S3(drv);
+	s3_req q;
+	s3_resp resp = {0};
+	s3_reader *r;
+	int rc;
+
+	if (!(r = calloc(1, sizeof *r)) || !(r->key = s3_key(d, path))) {
+		free(r);
+		return oom(err);
+	}
+	q = (s3_req){.method = "HEAD", .key = r->key, .head = 1};
+	rc = s3_do(d, &q, &resp, err);
+	if (rc == 0 && resp.status == 404) {
+		/* An unfinished upload has no object to read: complete it
+		 * first (only a resume re-hashing after a crash gets here). */
+		char *id = NULL;
+		if ((rc = s3_find_upload(d, r->key, &id, err)) == 0 && id &&
+		    (rc = s3_materialize(d, r->key, id, err)) == 0) {
+			s3_resp_free(&resp);
+			memset(&resp, 0, sizeof resp);
+			rc = s3_do(d, &q, &resp, err);
+		}
+		free(id);
+	}
+	if (rc == 0 && resp.status != 200) {
+		if (resp.status == 404)
+			rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
+					   "no such file");
+		else
+			rc = s3_fail(&resp, "HEAD", path, err);
+	}
+	if (rc) {
+		s3_resp_free(&resp);
+		s3_reader_close(&r->base);
+		return rc;
+	}
+	r->base.version = LUP_DRIVER_VERSION;
+	r->base.read = s3_read;
+	r->base.close = s3_reader_close;
+	r->d = d;
+	r->end = resp.length > 0 ? resp.length : 0;
+	r->pos = offset < r->end ? offset : r->end;
+	s3_resp_free(&resp);
+	*out = &r->base;
+	return 0;
+}
+
+/* ---- move and remove ------------------------------------------------------ */
+
+static int copy_object(s3_driver *d, const char *src_key, const char *dst_key,
+		       int64_t size, const char *path, lup_error *err);
+
+static int s3_writer_cb(lup_driver *drv, const char *path, int append,
+			lup_writer **out, lup_error *err)
+{
+	return s3_writer_open(S3(drv), path, append, out, err);
+}
+
+static int delete_keys(s3_driver *d, lup_strlist *keys, size_t from,
+		       size_t to, lup_error *err)
+{
+	lup_buf body = {0};
+	s3_req r = {.method = "POST", .sign_payload = 1};
+	s3_resp resp = {0};
+	char md5hdr[64];
+	int rc;
+
+	if (from >= to)
+		return 0;
+	if (lup_buf_append(&body, "<Delete><Quiet>true</Quiet>", 27))
+		return oom(err);
+	for (size_t i = from; i < to; i++) {
+		const char *k = keys->items[i];
+		if (lup_buf_append(&body, "<Object><Key>", 13) ||
+		    lup_buf_append(&body, k, strlen(k)) ||
+		    lup_buf_append(&body, "</Key></Object>", 15)) {
+			lup_buf_free(&body);
+			return oom(err);
+		}
+	}
+	if (lup_buf_append(&body, "</Delete>", 9)) {
+		lup_buf_free(&body);
+		return oom(err);
+	}
+	/* DeleteObjects requires Content-MD5. */
+	{
+		unsigned char md[16];
+		unsigned int ml = 0;
+		static const char b64[] =
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		char *o = md5hdr;
+		EVP_Digest(body.data, body.len, md, &ml, EVP_md5(), NULL);
+		for (int i = 0; i < 16; i += 3) {
+			unsigned v = (unsigned)md[i] << 16;
+			if (i + 1 < 16)
+				v |= (unsigned)md[i + 1] << 8;
+			if (i + 2 < 16)
+				v |= md[i + 2];
+			*o++ = b64[(v >> 18) & 63];
+			*o++ = b64[(v >> 12) & 63];
+			*o++ = i + 1 < 16 ? b64[(v >> 6) & 63] : '=';
+			*o++ = i + 2 < 16 ? b64[v & 63] : '=';
+		}
+		*o = '\0';
+	}
+	r.query[r.nq++] = (s3_kv){"delete", ""};
+	r.hdr[r.nh++] = (s3_kv){"content-md5", md5hdr};
+	r.body = body.data;
+	r.blen = body.len;
+	rc = s3_do(d, &r, &resp, err);
+	if (rc == 0 && resp.status != 200)
+		rc = s3_fail(&resp, "DeleteObjects", NULL, err);
+	s3_resp_free(&resp);
+	lup_buf_free(&body);
+	return rc;
+}
+
+static int delete_one(s3_driver *d, const char *key, lup_error *err)
+{
+	s3_req r = {.method = "DELETE", .key = key};
+	s3_resp resp = {0};
+	int rc = s3_do(d, &r, &resp, err);
+
+	if (rc == 0 && resp.status != 204 && resp.status != 200 &&
+	    resp.status != 404)
+		rc = s3_fail(&resp, "DELETE", NULL, err);
+	s3_resp_free(&resp);
+	return rc;
+}
+
+/* Abort every unfinished multipart upload at key or below dir_prefix, and
+ * remove their tails. */
+static int abort_uploads(s3_driver *d, const char *key, const char *dp,
+			 int *found, lup_error *err)
+{
+	lup_strlist ups = {0};
+	int rc = s3_list_uploads(d, key, &ups, err);
+
+	for (size_t i = 0; rc == 0 && i + 2 < ups.count; i += 3) {
+		const char *k = ups.items[i];
+		if (strcmp(k, key) != 0 && strncmp(k, dp, strlen(dp)) != 0)
+			continue; /* a sibling sharing the prefix: not ours */
+		*found = 1;
+		rc = s3_abort(d, k, ups.items[i + 1], err);
+		char *tk = s3_tail_key(d, k);
+		if (rc == 0 && tk)
+			rc = delete_one(d, tk, err);
+		free(tk);
+	}
+	lup_strlist_free(&ups);
+	return rc;
+}
+
+static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
+{
+	s3_driver *d = S3(drv);
+	char *key = s3_key(d, path), *dp = dir_prefix(d, path);
+	s3_listing l = {0};
+	int rc, found = 0;
+
+	if (!key || !dp) {
+		free(key);
+		free(dp);
+		return oom(err);
+	}
+	/* The object itself (HEAD: a DELETE of a missing key says 204). */
+	{
+		s3_req r = {.method = "HEAD", .key = key, .head = 1};
+		s3_resp resp = {0};
+		if ((rc = s3_do(d, &r, &resp, err)) != 0)
+			goto out;
+		if (resp.status == 200) {
+			found = 1;
+			rc = delete_one(d, key, err);
+		}
+		s3_resp_free(&resp);
+		if (rc)
+			goto out;
+	}
+	/* Everything below, in batches of 1000 (the listing is exactly the
+	 * "<key>/" prefix, so a sibling "a-b" of "a" is never touched). */
+	if ((rc = list_objects(d, dp, 0, 0, &l, err)) != 0)
+		goto out;
+	for (size_t i = 0; rc == 0 && i < l.keys.count; i += 1000) {
+		size_t to = i + 1000 < l.keys.count ? i + 1000 : l.keys.count;
+		found = 1;
+		rc = delete_keys(d, &l.keys, i, to, err);
+	}
+	/* Multipart uploads below (an upload's data) cost storage until
+	 * aborted: the registry leaks them, we do not. */
+	if (rc == 0)
+		rc = abort_uploads(d, key, dp, &found, err);
+	if (rc == 0 && !found)
+		rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
+				   "no such file or directory");
+out:
+	listing_free(&l);
+	free(key);
+	free(dp);
+	return rc;
+}
+
+static int copy_object(s3_driver *d, const char *src_key, const char *dst_key,
+		       int64_t size, const char *path, lup_error *err)
+{
+	size_t n = 3 * (strlen(d->bucket) + strlen(src_key)) + 4;
+	char *src = malloc(n);
+	int rc, w;
+
+	if (!src)
+		return oom(err);
+	src[0] = '/';
+	w = s3_uri_encode(d->bucket, 0, src + 1, n - 1);
+	src[w + 1] = '/';
+	s3_uri_encode(src_key, 1, src + w + 2, n - (size_t)w - 2);
+
+	if (size <= (int64_t)5 * 1024 * 1024 * 1024) {
+		s3_req r = {.method = "PUT", .key = dst_key, .body = "",
+			    .blen = 0};
+		s3_resp resp = {0};
+		r.hdr[r.nh++] = (s3_kv){"x-amz-copy-source", src};
+		rc = s3_do(d, &r, &resp, err);
+		/* CopyObject may fail with 200 and an <Error> body. */
+		if (rc == 0 && (resp.status != 200 || resp.code[0] ||
+				(resp.body.len &&
+				 memmem(resp.body.data, resp.body.len,
+					"<Error>", 7)))) {
+			if (resp.status == 200)
+				resp.status = 500;
+			rc = s3_fail(&resp, "CopyObject", path, err);
+		}
+		s3_resp_free(&resp);
+	} else {
+		rc = lup_error_set(err, LUP_EUNSUPPORTED, path,
+				   "copy of objects over 5 GiB is not "
+				   "supported yet");
+	}
+	free(src);
+	return rc;
+}
+
+static int s3_move(lup_driver *drv, const char *src, const char *dst,
+		   lup_error *err)
+{
+	s3_driver *d = S3(drv);
+	char *sk = s3_key(d, src), *dk = s3_key(d, dst);
+	s3_req r;
+	s3_resp resp = {0};
+	int rc;
+
+	if (!sk || !dk) {
+		rc = oom(err);
+		goto out;
+	}
+	r = (s3_req){.method = "HEAD", .key = sk, .head = 1};
+	if ((rc = s3_do(d, &r, &resp, err)) != 0)
+		goto out;
+	if (resp.status != 200) {
+		rc = resp.status == 404
+			     ? lup_error_set(err, LUP_EPATH_NOT_FOUND, src,
+					     "no such file")
+			     : s3_fail(&resp, "HEAD", src, err);
+		goto out;
+	}
+	if ((rc = copy_object(d, sk, dk, resp.length, dst, err)) == 0)
+		rc = delete_one(d, sk, err);
+out:
+	s3_resp_free(&resp);
+	free(sk);
+	free(dk);
+	return rc;
+}
+
+/* ---- locks ------------------------------------------------------------- */
+
+typedef struct s3_lock_tok {
+	struct s3_lock_tok *next; /* the driver's held leases */
+	char *key;
+	char token[33];
+	char etag[128];
+	int64_t renewed; /* unix seconds */
+} s3_lock_tok;
+
+static void lease_body(const s3_driver *d, const s3_lock_tok *t, char *out,
+		       size_t n)
+{
+	snprintf(out, n, "%s %lld", t->token,
+		 (long long)time(NULL) + (long long)d->lock_ttl_s);
+}
+
+void s3_renew_locks(s3_driver *d)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	/* Renew each lease a third into its life, so that a live writer
+	 * never loses it (a request is far shorter than lock_ttl/3). */
+	pthread_mutex_lock(&d->lock_mu);
+	for (s3_lock_tok *t = d->locks; t; t = t->next) {
+		char body[96];
+		s3_req r;
+		s3_resp resp = {0};
+		if (now - t->renewed < d->lock_ttl_s / 3)
+			continue;
+		lease_body(d, t, body, sizeof body);
+		r = (s3_req){.method = "PUT", .key = t->key, .body = body,
+			     .blen = strlen(body), .sign_payload = 1};
+		r.hdr[r.nh++] = (s3_kv){"if-match", t->etag};
+		if (s3_do(d, &r, &resp, NULL) == 0 && resp.status == 200) {
+			snprintf(t->etag, sizeof t->etag, "%s", resp.etag);
+			t->renewed = now;
+		}
+		s3_resp_free(&resp);
+	}
+	pthread_mutex_unlock(&d->lock_mu);
+}
+
+static int s3_lock(lup_driver *drv, const char *path, void **token,
+		   lup_error *err)
+{
+	s3_driver *d = S3(drv);
+	char *k = s3_key(d, path), *lk = NULL, body[96];
+	unsigned char rnd[16];
+	s3_lock_tok *t = NULL;
+	s3_resp resp = {0};
+	s3_req r;
+	int rc;
+	size_t n;
+
+	if (!k)
+		return oom(err);
+	n = strlen(d->prefix) + strlen(path) + 32;
+	lk = malloc(n);
+	t = calloc(1, sizeof *t);
+	if (!lk || !t || RAND_bytes(rnd, sizeof rnd) != 1) {
+		rc = oom(err);
+		goto fail;
+	}
+	snprintf(lk, n, "%s%s_layerup/locks%s", d->prefix,
+		 d->prefix[0] ? "/" : "", path);
+	for (int i = 0; i < 16; i++)
+		snprintf(t->token + 2 * i, 3, "%02x", rnd[i]);
+	lease_body(d, t, body, sizeof body);
+
+	r = (s3_req){.method = "PUT", .key = lk, .body = body,
+		     .blen = strlen(body), .sign_payload = 1};
+	r.hdr[r.nh++] = (s3_kv){"if-none-match", "*"};
+	if ((rc = s3_do(d, &r, &resp, err)) != 0)
+		goto fail;
+	if (resp.status == 412) {
+		/* Held: take it over only when its lease has run out. */
+		lup_buf cur = {0};
+		char etag[128];
+		long long exp = 0;
+		s3_resp_free(&resp);
+		memset(&resp, 0, sizeof resp);
+		r = (s3_req){.method = "GET", .key = lk, .sink = &cur};
+		if ((rc = s3_do(d, &r, &resp, err)) != 0) {
+			lup_buf_free(&cur);
+			goto fail;
+		}
+		snprintf(etag, sizeof etag, "%s", resp.etag);
+		if (resp.status == 200 && cur.len < 90) {
+			char tmp[96];
+			memcpy(tmp, cur.data, cur.len);
+			tmp[cur.len] = '\0';
+			const char *sp = strchr(tmp, ' ');
+			exp = sp ? strtoll(sp + 1, NULL, 10) : 0;
+		}
+		lup_buf_free(&cur);
+		s3_resp_free(&resp);
+		memset(&resp, 0, sizeof resp);
+		if (exp > (long long)time(NULL)) {
+			rc = lup_error_set(err, LUP_ELOCKED, path,
+					   "held by another writer");
+			goto fail;
+		}
+		r = (s3_req){.method = "PUT", .key = lk, .body = body,
+			     .blen = strlen(body), .sign_payload = 1};
+		r.hdr[r.nh++] = (s3_kv){"if-match", etag};
+		if ((rc = s3_do(d, &r, &resp, err)) != 0)
+			goto fail;
+		if (resp.status == 412) {
+			rc = lup_error_set(err, LUP_ELOCKED, path,
+					   "held by another writer");
+			goto fail;
+		}
+	}
+	if (resp.status != 200) {
+		rc = s3_fail(&resp, "PUT lock", path, err);
+		goto fail;
+	}
+	/* The etag (unquoted: RGW compares If-Match without quotes) is what
+	 * a renewal must still find. */
+	snprintf(t->etag, sizeof t->etag, "%s", resp.etag);
+	t->renewed = (int64_t)time(NULL);
+	s3_resp_free(&resp);
+	t->key = lk;
+	free(k);
+	pthread_mutex_lock(&d->lock_mu);
+	t->next = d->locks;
+	d->locks = t;
+	pthread_mutex_unlock(&d->lock_mu);
+	*token = t;
+	return 0;
+fail:
+	s3_resp_free(&resp);
+	free(t);
+	free(lk);
+	free(k);
+	return rc;
+}
+
+static void s3_unlock(lup_driver *drv, void *token)
+{
+	s3_driver *d = S3(drv);
+	s3_lock_tok *t = token, **pp;
+	lup_buf cur = {0};
+	s3_req r = {.method = "GET", .key = t->key, .sink = &cur};
+	s3_resp resp = {0};
+
+	pthread_mutex_lock(&d->lock_mu);
+	for (pp = &d->locks; *pp; pp = &(*pp)->next)
+		if (*pp == t) {
+			*pp = t->next;
+			break;
+		}
+	pthread_mutex_unlock(&d->lock_mu);
+
+	/* Remove the lease only while it is still ours. */
+	if (s3_do(d, &r, &resp, NULL) == 0 && resp.status == 200 &&
+	    cur.len >= 32 && memcmp(cur.data, t->token, 32) == 0)
+		delete_one(d, t->key, NULL);
+	s3_resp_free(&resp);
+	lup_buf_free(&cur);
+	free(t->key);
+	free(t);
+}
+
+/* ---- construction -------------------------------------------------------- */
+
+static void s3_free(lup_driver *drv)
+{
+	s3_driver *d = S3(drv);
+
+	for (int i = 0; i < d->npool; i++)
+		curl_easy_cleanup(d->pool[i]);
+	pthread_mutex_destroy(&d->mu);
+	pthread_mutex_destroy(&d->lock_mu);
+	if (d->secret_key)
+		OPENSSL_cleanse(d->secret_key, strlen(d->secret_key));
+	free(d->endpoint);
+	free(d->host);
+	free(d->bucket);
+	free(d->prefix);
+	free(d->region);
+	free(d->access_key);
+	free(d->secret_key);
+	free(d->ca_file);
+	free(d);
+}
+
+static const char *pick(const char *v, const char *env)
+{
+	const char *e;
+
+	if (v && v[0])
+		return v;
+	e = env ? getenv(env) : NULL;
+	return e && e[0] ? e : NULL;
+}
+
+static char *dup_or(const char *s, int *bad)
+{
+	char *p;
+
+	if (!s)
+		return NULL;
+	if (!(p = strdup(s)))
+		*bad = 1;
+	return p;
+}
+
+int lup_driver_s3(lup_driver **out, const lup_s3_options *o, lup_error *err)
+{
+	const char *ep, *region, *ak, *sk, *scheme_end, *hostpart;
+	s3_driver *d;
+	int bad = 0, rc;
+
+	*out = NULL;
+	if (!o || o->version != LUP_S3_OPTIONS_VERSION)
+		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
+				     "s3: unknown options version");
+	ep = pick(o->endpoint, "AWS_ENDPOINT_URL");
+	region = pick(o->region, "AWS_REGION");
+	ak = pick(o->access_key, "AWS_ACCESS_KEY_ID");
+	sk = pick(o->secret_key, "AWS_SECRET_ACCESS_KEY");
+	if (!region)
+		region = pick(NULL, "AWS_DEFAULT_REGION");
+	if (!region)
+		region = "us-east-1";
+	if (!ep)
+		return lup_error_set(err, LUP_EIO, NULL,
+				     "s3: no endpoint (option endpoint or "
+				     "AWS_ENDPOINT_URL)");
+	if (!o->bucket || !o->bucket[0])
+		return lup_error_set(err, LUP_EIO, NULL, "s3: no bucket");
+	if (!ak || !sk)
+		return lup_error_set(err, LUP_EDENIED, NULL,
+				     "s3: no credentials (access_key/secret_key "
+				     "or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)");
+	if (o->part_size && o->part_size < S3_MIN_PART)
+		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				     "s3: part_size must be at least 5 MiB");
+	if (o->part_size > (int64_t)5 * 1024 * 1024 * 1024)
+		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				     "s3: part_size must be at most 5 GiB");
+	scheme_end = strstr(ep, "://");
+	if (!scheme_end || (strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8)))
+		return lup_error_set(err, LUP_EIO, NULL,
+				     "s3: endpoint must start with http:// or "
+				     "https:// (got \"%s\")", ep);
+	hostpart = scheme_end + 3;
+	if (!(d = calloc(1, sizeof *d)))
+		return oom(err);
+	if (pthread_mutex_init(&d->mu, NULL) != 0) {
+		free(d);
+		return oom(err);
+	}
+	if (pthread_mutex_init(&d->lock_mu, NULL) != 0) {
+		pthread_mutex_destroy(&d->mu);
+		free(d);
+		return oom(err);
+	}
+	{
+		size_t hl = strlen(hostpart);
+		while (hl && hostpart[hl - 1] == '/')
+			hl--;
+		size_t n = strlen(ep) + strlen(o->bucket) + 4;
+		d->endpoint = malloc(n);
+		d->host = malloc(n);
+		if (!d->endpoint || !d->host) {
+			bad = 1;
+		} else if (o->virtual_host) {
+			snprintf(d->host, n, "%s.%.*s", o->bucket, (int)hl,
+				 hostpart);
+			snprintf(d->endpoint, n, "%.*s%s",
+				 (int)(hostpart - ep), ep, d->host);
+		} else {
+			snprintf(d->host, n, "%.*s", (int)hl, hostpart);
+			snprintf(d->endpoint, n, "%.*s%s",
+				 (int)(hostpart - ep), ep, d->host);
+		}
+	}
+	d->bucket = dup_or(o->bucket, &bad);
+	d->region = dup_or(region, &bad);
+	d->access_key = dup_or(ak, &bad);
+	d->secret_key = dup_or(sk, &bad);
+	d->ca_file = dup_or(o->ca_file, &bad);
+	{
+		const char *p = o->prefix ? o->prefix : "";
+		size_t pl;
+		while (*p == '/')
+			p++;
+		pl = strlen(p);
+		while (pl && p[pl - 1] == '/')
+			pl--;
+		if ((d->prefix = malloc(pl + 1))) {
+			memcpy(d->prefix, p, pl);
+			d->prefix[pl] = '\0';
+		} else {
+			bad = 1;
+		}
+	}
+	d->path_style = !o->virtual_host;
+	d->verify_tls = !o->no_verify_tls;
+	d->timeout_s = o->timeout_s > 0 ? o->timeout_s : 300;
+	d->part_size = o->part_size ? (size_t)o->part_size : 10 * 1024 * 1024;
+	d->lock_ttl_s = o->lock_ttl_s > 0 ? o->lock_ttl_s : 60;
+	if (bad) {
+		s3_free(&d->base);
+		return oom(err);
+	}
+	d->base.name = "s3";
+	d->base.get_content = s3_get_content;
+	d->base.put_content = s3_put_content;
+	d->base.reader = s3_open_reader;
+	d->base.writer = s3_writer_cb;
+	d->base.stat = s3_stat;
+	d->base.list = s3_list;
+	d->base.move = s3_move;
+	d->base.remove = s3_remove;
+	d->base.lock = s3_lock;
+	d->base.unlock = s3_unlock;
+	d->base.free = s3_free;
+	if ((rc = lup_driver_init(&d->base, LUP_DRIVER_VERSION, err)) < 0) {
+		s3_free(&d->base);
+		return rc;
+	}
+	*out = &d->base;
+	return 0;
+}
+
+int lup_driver_s3_counters(lup_driver *drv, lup_s3_counters *out)
+{
+	memset(out, 0, sizeof *out);
+	if (!drv || drv->free != s3_free)
+		return 0;
+	s3_driver *d = S3(drv);
+	out->bytes_sent = atomic_load(&d->ctr.bytes_sent);
+	out->bytes_received = atomic_load(&d->ctr.bytes_received);
+	out->requests = atomic_load(&d->ctr.requests);
+	return 1;
+}

@@ -1,0 +1,129 @@
+/*
+ * s3_internal.h - what the S3 driver's files share: the driver record, one
+ * signed HTTP request, the error mapping and the few XML lookups S3 answers
+ * need.  Not installed.
+ */
+#ifndef LUP_S3_INTERNAL_H
+#define LUP_S3_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "drivers/s3/s3_sigv4.h"
+#include "layerup/driver.h"
+#include "layerup/driver_s3.h"
+
+#define S3_POOL 8
+#define S3_MIN_PART (5 * 1024 * 1024)
+#define S3_MAX_KV 10
+
+typedef struct s3_driver {
+	lup_driver base;
+	char *endpoint;   /* "http://127.0.0.1:8000", no trailing slash */
+	char *host;       /* Host header value */
+	char *bucket;
+	char *prefix;     /* "" or "a/b" (no leading or trailing slash) */
+	char *region;
+	char *access_key;
+	char *secret_key;
+	char *ca_file;
+	int path_style;
+	int verify_tls;
+	long timeout_s;
+	size_t part_size;
+	int64_t lock_ttl_s;
+	pthread_mutex_t mu; /* guards pool */
+	void *pool[S3_POOL];
+	int npool;
+	pthread_mutex_t lock_mu; /* guards locks */
+	struct s3_lock_tok *locks; /* leases held through this driver */
+	lup_s3_counters_atomic ctr;
+} s3_driver;
+
+typedef struct s3_req {
+	const char *method;
+	const char *key;  /* object key (prefix applied); NULL: the bucket */
+	s3_kv query[S3_MAX_KV];
+	size_t nq;
+	s3_kv hdr[S3_MAX_KV]; /* lowercase names; all are signed */
+	size_t nh;
+	const void *body;
+	size_t blen;
+	int sign_payload; /* 1: hash the body; 0: UNSIGNED-PAYLOAD */
+	int head;         /* HEAD: no body expected */
+	lup_buf *sink;    /* 2xx body goes here instead of resp->body */
+} s3_req;
+
+typedef struct s3_resp {
+	long status;
+	lup_buf body;
+	char etag[128];       /* without quotes */
+	int64_t length;       /* Content-Length, -1 if absent */
+	int64_t mtime_ns;     /* Last-Modified, 0 if absent */
+	char code[64];        /* <Code> of an error body, "" if none */
+} s3_resp;
+
+/* Send one signed request.  0 when an HTTP answer arrived (any status, see
+ * resp->status); LUP_EIO with err->transient for transport failures
+ * (connect, reset, timeout).  resp must be zeroed; free with s3_resp_free. */
+int s3_do(s3_driver *d, const s3_req *r, s3_resp *resp, lup_error *err);
+void s3_resp_free(s3_resp *resp);
+
+/* Map a non-2xx answer to a LUP_E* code with a message naming the server's
+ * <Code> (never its <Message>, which RGW leaves empty). */
+int s3_fail(const s3_resp *resp, const char *what, const char *path,
+	    lup_error *err);
+
+/* The object key of a driver path ("/a/b" -> "<prefix>/a/b"); heap. */
+char *s3_key(const s3_driver *d, const char *path);
+/* The driver path of an object key, or NULL when outside the prefix; heap. */
+char *s3_path(const s3_driver *d, const char *key, size_t klen);
+
+/* XML: find the next <tag>value</tag> in [p, end) (*val and *vlen get the
+ * raw value, *next the position after the closing tag).  0 found, -1 not. */
+int s3_xml_next(const char *p, const char *end, const char *tag,
+		const char **val, size_t *vlen, const char **next);
+/* Decode the five XML entities and numeric references into out (heap). */
+char *s3_xml_text(const char *val, size_t vlen);
+
+/* Multipart helpers shared by the writer, stat, remove and purge. */
+typedef struct s3_part {
+	int number;
+	int64_t size;
+	char etag[128];
+} s3_part;
+
+typedef struct s3_parts {
+	s3_part *items;
+	size_t count, cap;
+} s3_parts;
+
+/* Newest in-progress multipart upload whose key is exactly key: upload id
+ * into id (heap) or *id = NULL when there is none. */
+int s3_find_upload(s3_driver *d, const char *key, char **id, lup_error *err);
+/* Every in-progress multipart upload under key_prefix, as a flat list of
+ * triples: items[3i] key, items[3i+1] upload id, items[3i+2] its start
+ * (ISO 8601, "" when the server gave none). */
+int s3_list_uploads(s3_driver *d, const char *key_prefix, lup_strlist *out,
+		    lup_error *err);
+int s3_list_parts(s3_driver *d, const char *key, const char *id,
+		  s3_parts *out, lup_error *err);
+int s3_abort(s3_driver *d, const char *key, const char *id, lup_error *err);
+void s3_parts_free(s3_parts *p);
+
+/* Renew the leases this driver holds that are a third into their life. */
+void s3_renew_locks(s3_driver *d);
+
+/* The writer (s3_writer.c). */
+int s3_writer_open(s3_driver *d, const char *path, int append,
+		   lup_writer **out, lup_error *err);
+/* Complete the unfinished upload id at key so that its bytes can be read
+ * (a resume that must re-hash a gap after a crash).  A later writer with
+ * append continues from the object (server-side copy). */
+int s3_materialize(s3_driver *d, const char *key, const char *id,
+		   lup_error *err);
+/* The key of the durable tail object kept for the multipart upload of key. */
+char *s3_tail_key(const s3_driver *d, const char *key);
+
+#endif

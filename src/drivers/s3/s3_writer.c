@@ -1,0 +1,742 @@
+/*
+ * s3_writer.c - an upload's data as an S3 multipart upload.
+ *
+ * The multipart upload is keyed to the data path itself, as the registry's
+ * S3 driver does, so either can continue what the other started.  Parts go
+ * out as they fill (at most one part buffer per writer).  S3 refuses parts
+ * under 5 MiB except the last, so on close a short tail is stored twice
+ * over: as a small object under "_layerup/tails/" (PUT) and, copied
+ * server-side from it, as the last part (the registry sees every byte).  A
+ * resume anywhere reads the tail back (checked against the part's ETag),
+ * and its first full part replaces the small one: a resume costs at most
+ * the tail again, never a re-copy of everything sent so far.
+ *
+ * Without a usable tail object (a registry-written small last part), the
+ * writer falls back to what the registry does: complete the upload and
+ * start a new one from the completed object.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "drivers/s3/s3_internal.h"
+
+enum { W_OPEN, W_COMMITTED, W_CANCELLED };
+
+typedef struct {
+	lup_writer base;
+	s3_driver *d;
+	char *key;
+	char *tail_key;
+	char *id;
+	s3_parts parts; /* parts that stay (full or final) */
+	int64_t parts_size;
+	lup_buf buf;    /* bytes not yet in a kept part */
+	int tail_stored; /* the tail object holds buf's current prefix */
+	int readopted;  /* readopt ran once: never loop on a vanished upload */
+	int state;
+} s3_writer;
+
+static int oom(lup_error *err)
+{
+	return lup_error_set(err, LUP_EIO, NULL, "out of memory");
+}
+
+char *s3_tail_key(const s3_driver *d, const char *key)
+{
+	size_t pl = strlen(d->prefix), n = strlen(key) + 32;
+	char *k = malloc(n);
+	const char *rel = key;
+
+	if (!k)
+		return NULL;
+	if (pl && strncmp(key, d->prefix, pl) == 0 && key[pl] == '/')
+		rel = key + pl + 1;
+	snprintf(k, n, "%s%s_layerup/tails/%s", d->prefix, pl ? "/" : "", rel);
+	return k;
+}
+
+static int create_upload(s3_writer *w, lup_error *err)
+{
+	s3_req r = {.method = "POST", .key = w->key};
+	s3_resp resp = {0};
+	const char *v;
+	size_t vl;
+	int rc;
+
+	r.query[r.nq++] = (s3_kv){"uploads", ""};
+	if ((rc = s3_do(w->d, &r, &resp, err)) != 0)
+		return rc;
+	if (resp.status != 200) {
+		rc = s3_fail(&resp, "CreateMultipartUpload", NULL, err);
+	} else if (s3_xml_next((const char *)resp.body.data,
+			       (const char *)resp.body.data + resp.body.len,
+			       "UploadId", &v, &vl, NULL) != 0) {
+		rc = lup_error_set(err, LUP_EIO, NULL,
+				   "CreateMultipartUpload: no UploadId");
+	} else {
+		free(w->id);
+		if (!(w->id = s3_xml_text(v, vl)))
+			rc = oom(err);
+	}
+	s3_resp_free(&resp);
+	return rc;
+}
+
+static int keep_part(s3_writer *w, int number, int64_t size,
+		     const char *etag, lup_error *err)
+{
+	s3_parts *p = &w->parts;
+
+	if (p->count == p->cap) {
+		size_t nc = p->cap ? 2 * p->cap : 64;
+		s3_part *ni = realloc(p->items, nc * sizeof *ni);
+		if (!ni)
+			return oom(err);
+		p->items = ni;
+		p->cap = nc;
+	}
+	p->items[p->count].number = number;
+	p->items[p->count].size = size;
+	snprintf(p->items[p->count].etag, sizeof p->items[0].etag, "%s", etag);
+	p->count++;
+	w->parts_size += size;
+	return 0;
+}
+
+static int upload_part(s3_writer *w, int number, const void *data, size_t n,
+		       char etag[128], lup_error *err)
+{
+	char num[16];
+	s3_req r = {.method = "PUT", .key = w->key, .body = data ? data : "",
+		    .blen = n};
+	s3_resp resp = {0};
+	int rc;
+
+	snprintf(num, sizeof num, "%d", number);
+	r.query[r.nq++] = (s3_kv){"partNumber", num};
+	r.query[r.nq++] = (s3_kv){"uploadId", w->id};
+	if ((rc = s3_do(w->d, &r, &resp, err)) == 0) {
+		if (resp.status != 200)
+			rc = resp.status == 404
+				     ? lup_error_set(err, LUP_EPATH_NOT_FOUND,
+						     NULL, "UploadPart: %s",
+						     resp.code[0] ? resp.code
+								  : "NoSuchUpload")
+				     : s3_fail(&resp, "UploadPart", NULL, err);
+		else
+			snprintf(etag, 128, "%s", resp.etag);
+	}
+	s3_resp_free(&resp);
+	return rc;
+}
+
+/* Copy the tail object into part `number` (server-side: 0 bytes sent). */
+static int copy_part(s3_writer *w, int number, const char *src_key,
+		     char etag[128], lup_error *err)
+{
+	size_t n = 3 * (strlen(w->d->bucket) + strlen(src_key)) + 4;
+	char num[16], *src = malloc(n);
+	s3_req r = {.method = "PUT", .key = w->key, .body = "", .blen = 0};
+	s3_resp resp = {0};
+	const char *v;
+	size_t vl;
+	int rc, k;
+
+	if (!src)
+		return oom(err);
+	src[0] = '/';
+	k = s3_uri_encode(w->d->bucket, 0, src + 1, n - 1);
+	src[k + 1] = '/';
+	s3_uri_encode(src_key, 1, src + k + 2, n - (size_t)k - 2);
+	snprintf(num, sizeof num, "%d", number);
+	r.query[r.nq++] = (s3_kv){"partNumber", num};
+	r.query[r.nq++] = (s3_kv){"uploadId", w->id};
+	r.hdr[r.nh++] = (s3_kv){"x-amz-copy-source", src};
+	if ((rc = s3_do(w->d, &r, &resp, err)) == 0) {
+		const char *b = (const char *)resp.body.data;
+		if (resp.status != 200 || resp.code[0] ||
+		    s3_xml_next(b, b + resp.body.len, "ETag", &v, &vl, NULL)) {
+			if (resp.status == 200)
+				resp.status = 500;
+			rc = s3_fail(&resp, "UploadPartCopy", NULL, err);
+		} else {
+			char *e = s3_xml_text(v, vl);
+			if (!e) {
+				rc = oom(err);
+			} else {
+				size_t el = strlen(e);
+				const char *q = e;
+				if (el >= 2 && e[0] == '"') {
+					e[el - 1] = '\0';
+					q = e + 1;
+				}
+				snprintf(etag, 128, "%s", q);
+				free(e);
+			}
+		}
+	}
+	s3_resp_free(&resp);
+	free(src);
+	return rc;
+}
+
+static int next_number(const s3_writer *w)
+{
+	return (int)w->parts.count + 1;
+}
+
+/* Send n bytes as the next kept part. */
+static int flush_full(s3_writer *w, const void *data, size_t n,
+		      lup_error *err)
+{
+	char etag[128];
+	int num = next_number(w), rc;
+
+	if (num > 10000)
+		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				     "more than 10000 parts: raise part_size");
+	if ((rc = upload_part(w, num, data, n, etag, err)) != 0)
+		return rc;
+	s3_renew_locks(w->d);
+	return keep_part(w, num, (int64_t)n, etag, err);
+}
+
+static int adopt_object(s3_writer *w, int64_t size, lup_error *err);
+
+/* The multipart upload went away under this writer: a reader completed it
+ * to re-hash a gap (s3_materialize), so its bytes are now an object.
+ * Continue from that object, keeping the bytes of ours it lacks. */
+static int readopt(s3_writer *w, lup_error *err)
+{
+	s3_req r = {.method = "HEAD", .key = w->key, .head = 1};
+	s3_resp resp = {0};
+	int64_t obj, total = w->parts_size + (int64_t)w->buf.len, keep;
+	unsigned char *tmp = NULL;
+	int rc;
+
+	if (w->readopted)
+		return lup_error_set(err, LUP_EPATH_NOT_FOUND, NULL,
+				     "the multipart upload is gone");
+	w->readopted = 1;
+	if ((rc = s3_do(w->d, &r, &resp, err)) != 0)
+		return rc;
+	obj = resp.length;
+	if (resp.status != 200) {
+		rc = resp.status == 404
+			     ? lup_error_set(err, LUP_EPATH_NOT_FOUND, NULL,
+					     "the multipart upload is gone")
+			     : s3_fail(&resp, "HEAD", NULL, err);
+		s3_resp_free(&resp);
+		return rc;
+	}
+	s3_resp_free(&resp);
+	keep = total - obj;
+	if (obj < 0 || keep < 0 || keep > (int64_t)w->buf.len)
+		return lup_error_set(err, LUP_EIO, NULL,
+				     "the upload changed under this writer "
+				     "(%lld bytes stored, %lld expected)",
+				     (long long)obj, (long long)total);
+	if (keep && !(tmp = malloc((size_t)keep)))
+		return oom(err);
+	if (keep)
+		memcpy(tmp, w->buf.data + w->buf.len - keep, (size_t)keep);
+	s3_parts_free(&w->parts);
+	w->parts_size = 0;
+	w->buf.len = 0;
+	w->tail_stored = 0;
+	rc = adopt_object(w, obj, err);
+	if (rc == 0 && keep && lup_buf_append(&w->buf, tmp, (size_t)keep))
+		rc = oom(err);
+	free(tmp);
+	return rc;
+}
+
+/* Send full parts from buf while it holds one. */
+static int drain(s3_writer *w, lup_error *err)
+{
+	size_t ps = w->d->part_size;
+	int rc;
+
+	while (w->buf.len >= ps) {
+		rc = flush_full(w, w->buf.data, ps, err);
+		if (rc == LUP_EPATH_NOT_FOUND && readopt(w, err) == 0)
+			continue; /* buf was rebuilt */
+		if (rc)
+			return rc;
+		memmove(w->buf.data, w->buf.data + ps, w->buf.len - ps);
+		w->buf.len -= ps;
+		w->tail_stored = 0;
+	}
+	return 0;
+}
+
+static int w_write(lup_writer *lw, const void *buf, size_t n, lup_error *err)
+{
+	s3_writer *w = (s3_writer *)lw;
+	const unsigned char *p = buf;
+	size_t ps = w->d->part_size;
+	int rc;
+
+	if (w->state != W_OPEN)
+		return lup_error_set(err, LUP_EIO, NULL, "writer is finished");
+	while (n > 0) {
+		if (w->buf.len == 0 && n >= ps) {
+			/* Straight from the caller: no copy. */
+			rc = flush_full(w, p, ps, err);
+			if (rc == LUP_EPATH_NOT_FOUND && readopt(w, err) == 0)
+				continue;
+			if (rc)
+				return rc;
+			p += ps;
+			n -= ps;
+			continue;
+		}
+		size_t take = w->buf.len < ps ? ps - w->buf.len : 0;
+		if (take > n)
+			take = n;
+		if (lup_buf_append(&w->buf, p, take))
+			return oom(err);
+		w->tail_stored = 0; /* buf grew past what the tail holds */
+		p += take;
+		n -= take;
+		/* A failed part keeps its bytes in buf: size() counts them
+		 * and the next write or close sends them. */
+		if ((rc = drain(w, err)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int64_t w_size(lup_writer *lw)
+{
+	s3_writer *w = (s3_writer *)lw;
+
+	return w->parts_size + (int64_t)w->buf.len;
+}
+
+static int delete_key(s3_driver *d, const char *key, lup_error *err)
+{
+	s3_req r = {.method = "DELETE", .key = key};
+	s3_resp resp = {0};
+	int rc = s3_do(d, &r, &resp, err);
+
+	if (rc == 0 && resp.status != 204 && resp.status != 200 &&
+	    resp.status != 404)
+		rc = s3_fail(&resp, "DELETE", NULL, err);
+	s3_resp_free(&resp);
+	return rc;
+}
+
+/* Make buf durable as the last part (see the top of this file); the writer
+ * keeps buf, so that later writes extend it into a full part. */
+static int store_tail_once(s3_writer *w, lup_error *err)
+{
+	char etag[128];
+	int num = next_number(w), rc;
+
+	if ((rc = drain(w, err)) != 0)
+		return rc;
+	if (w->buf.len == 0 || w->tail_stored)
+		return 0;
+	if (w->buf.len >= S3_MIN_PART) {
+		/* Big enough to stand as a part on its own. */
+		if ((rc = flush_full(w, w->buf.data, w->buf.len, err)) != 0)
+			return rc;
+		w->buf.len = 0;
+		return delete_key(w->d, w->tail_key, NULL), 0;
+	}
+	{
+		s3_req r = {.method = "PUT", .key = w->tail_key,
+			    .body = w->buf.data, .blen = w->buf.len,
+			    .sign_payload = 1};
+		s3_resp resp = {0};
+		if ((rc = s3_do(w->d, &r, &resp, err)) == 0 &&
+		    resp.status != 200)
+			rc = s3_fail(&resp, "PUT tail", NULL, err);
+		s3_resp_free(&resp);
+		if (rc)
+			return rc;
+	}
+	if (copy_part(w, num, w->tail_key, etag, NULL) != 0 &&
+	    (rc = upload_part(w, num, w->buf.data, w->buf.len, etag, err)) != 0)
+		return rc;
+	w->tail_stored = 1;
+	return 0;
+}
+
+static int store_tail(s3_writer *w, lup_error *err)
+{
+	int rc = store_tail_once(w, err);
+
+	if (rc == LUP_EPATH_NOT_FOUND && readopt(w, err) == 0)
+		rc = store_tail_once(w, err);
+	return rc;
+}
+
+static int complete(s3_writer *w, lup_error *err)
+{
+	lup_buf body = {0};
+	s3_req r = {.method = "POST", .key = w->key, .sign_payload = 1};
+	s3_resp resp = {0};
+	char line[256];
+	int rc;
+
+	if (lup_buf_append(&body, "<CompleteMultipartUpload>", 25))
+		return oom(err);
+	for (size_t i = 0; i < w->parts.count; i++) {
+		int n = snprintf(line, sizeof line,
+				 "<Part><PartNumber>%d</PartNumber>"
+				 "<ETag>\"%s\"</ETag></Part>",
+				 w->parts.items[i].number,
+				 w->parts.items[i].etag);
+		if (lup_buf_append(&body, line, (size_t)n)) {
+			lup_buf_free(&body);
+			return oom(err);
+		}
+	}
+	if (lup_buf_append(&body, "</CompleteMultipartUpload>", 26)) {
+		lup_buf_free(&body);
+		return oom(err);
+	}
+	r.query[r.nq++] = (s3_kv){"uploadId", w->id};
+	r.body = body.data;
+	r.blen = body.len;
+	rc = s3_do(w->d, &r, &resp, err);
+	/* The answer may be 200 with an <Error> body; its ETag may be empty
+	 * (RGW): never used. */
+	if (rc == 0 && (resp.status != 200 || resp.code[0] ||
+			(resp.body.len && memmem(resp.body.data, resp.body.len,
+						 "<Error>", 7)))) {
+		if (resp.status == 200)
+			resp.status = 500;
+		rc = s3_fail(&resp, "CompleteMultipartUpload", NULL, err);
+	}
+	s3_resp_free(&resp);
+	lup_buf_free(&body);
+	return rc;
+}
+
+static int commit_once(s3_writer *w, lup_error *err);
+
+static int w_commit(lup_writer *lw, lup_error *err)
+{
+	s3_writer *w = (s3_writer *)lw;
+	int rc = commit_once(w, err);
+
+	if (rc == LUP_EPATH_NOT_FOUND && w->state == W_OPEN &&
+	    readopt(w, err) == 0)
+		rc = commit_once(w, err);
+	return rc;
+}
+
+static int commit_once(s3_writer *w, lup_error *err)
+{
+	char etag[128];
+	int rc;
+
+	if (w->state == W_COMMITTED)
+		return 0;
+	if (w->state != W_OPEN)
+		return lup_error_set(err, LUP_EIO, NULL, "writer is cancelled");
+	if (w->parts.count == 0 && w->buf.len == 0) {
+		/* The empty blob: S3 completes no zero-part upload (2.8's
+		 * failure), so store an empty object instead. */
+		s3_req r = {.method = "PUT", .key = w->key, .body = "",
+			    .blen = 0, .sign_payload = 1};
+		s3_resp resp = {0};
+		if ((rc = s3_do(w->d, &r, &resp, err)) == 0 &&
+		    resp.status != 200)
+			rc = s3_fail(&resp, "PUT", NULL, err);
+		s3_resp_free(&resp);
+		if (rc)
+			return rc;
+		s3_abort(w->d, w->key, w->id, NULL);
+	} else {
+		if (w->buf.len) {
+			int num = next_number(w);
+			if ((rc = upload_part(w, num, w->buf.data, w->buf.len,
+					      etag, err)) != 0 ||
+			    (rc = keep_part(w, num, (int64_t)w->buf.len, etag,
+					    err)) != 0)
+				return rc;
+			w->buf.len = 0;
+		}
+		if ((rc = complete(w, err)) != 0)
+			return rc;
+	}
+	delete_key(w->d, w->tail_key, NULL);
+	w->state = W_COMMITTED;
+	return 0;
+}
+
+static int w_cancel(lup_writer *lw, lup_error *err)
+{
+	s3_writer *w = (s3_writer *)lw;
+	int rc = 0;
+
+	if (w->state == W_OPEN) {
+		rc = s3_abort(w->d, w->key, w->id, err);
+		if (rc == 0)
+			rc = delete_key(w->d, w->tail_key, err);
+	}
+	w->state = W_CANCELLED;
+	return rc;
+}
+
+static void w_free(s3_writer *w)
+{
+	lup_buf_free(&w->buf);
+	s3_parts_free(&w->parts);
+	free(w->id);
+	free(w->key);
+	free(w->tail_key);
+	free(w);
+}
+
+static int w_close(lup_writer *lw, lup_error *err)
+{
+	s3_writer *w = (s3_writer *)lw;
+	int rc = 0;
+
+	if (w->state == W_OPEN)
+		rc = store_tail(w, err);
+	w_free(w);
+	return rc;
+}
+
+/* The MD5 hex of data, to check a tail object against a part's ETag. */
+static void md5_hex(const void *p, size_t n, char out[33])
+{
+	unsigned char md[16];
+	unsigned int ml = 0;
+
+	EVP_Digest(p, n, md, &ml, EVP_md5(), NULL);
+	for (int i = 0; i < 16; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+static int get_object(s3_driver *d, const char *key, lup_buf *out,
+		      long *status, lup_error *err)
+{
+	s3_req r = {.method = "GET", .key = key, .sink = out};
+	s3_resp resp = {0};
+	int rc = s3_do(d, &r, &resp, err);
+
+	*status = resp.status;
+	if (rc == 0 && resp.status != 200 && resp.status != 404)
+		rc = s3_fail(&resp, "GET", NULL, err);
+	s3_resp_free(&resp);
+	return rc;
+}
+
+/* Start a fresh multipart upload whose content begins with the completed
+ * object at key (size bytes): server-side copy when it can be a part. */
+static int adopt_object(s3_writer *w, int64_t size, lup_error *err)
+{
+	int rc;
+
+	if ((rc = create_upload(w, err)) != 0)
+		return rc;
+	if (size >= S3_MIN_PART) {
+		char etag[128];
+		if (size > (int64_t)5 * 1024 * 1024 * 1024)
+			return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
+					     "cannot continue an object over "
+					     "5 GiB with a short last part");
+		if ((rc = copy_part(w, 1, w->key, etag, err)) != 0)
+			return rc;
+		return keep_part(w, 1, size, etag, err);
+	}
+	long st = 0;
+	w->buf.len = 0;
+	if ((rc = get_object(w->d, w->key, &w->buf, &st, err)) != 0)
+		return rc;
+	return 0;
+}
+
+static int open_append(s3_writer *w, const char *path, lup_error *err)
+{
+	s3_driver *d = w->d;
+	s3_parts all = {0};
+	int rc;
+
+	if ((rc = s3_find_upload(d, w->key, &w->id, err)) != 0)
+		return rc;
+	if (!w->id) {
+		/* No upload in progress: a completed object continues
+		 * through a new upload (the registry's own resume path). */
+		s3_req r = {.method = "HEAD", .key = w->key, .head = 1};
+		s3_resp resp = {0};
+		if ((rc = s3_do(d, &r, &resp, err)) != 0)
+			return rc;
+		if (resp.status != 200) {
+			rc = resp.status == 404
+				     ? lup_error_set(err, LUP_EPATH_NOT_FOUND,
+						     path, "no such file")
+				     : s3_fail(&resp, "HEAD", path, err);
+			s3_resp_free(&resp);
+			return rc;
+		}
+		s3_resp_free(&resp);
+		return adopt_object(w, resp.length > 0 ? resp.length : 0, err);
+	}
+	if ((rc = s3_list_parts(d, w->key, w->id, &all, err)) != 0) {
+		if (rc == LUP_EPATH_NOT_FOUND)
+			lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
+				      "the multipart upload is gone");
+		return rc;
+	}
+	/* Parts come sorted by number; they must be 1..n without holes. */
+	for (size_t i = 0; i < all.count; i++) {
+		if (all.items[i].number != (int)i + 1) {
+			s3_parts_free(&all);
+			return lup_error_set(err, LUP_EIO, path,
+					     "multipart upload has a hole at "
+					     "part %zu", i + 1);
+		}
+	}
+	size_t keep = all.count;
+	if (keep && all.items[keep - 1].size < S3_MIN_PART)
+		keep--; /* the short tail: rebuilt below */
+	for (size_t i = 0; i < keep; i++) {
+		if (i + 1 < keep && all.items[i].size < S3_MIN_PART) {
+			s3_parts_free(&all);
+			return lup_error_set(err, LUP_EIO, path,
+					     "part %zu is under 5 MiB",
+					     i + 1);
+		}
+		if ((rc = keep_part(w, all.items[i].number, all.items[i].size,
+				    all.items[i].etag, err)) != 0) {
+			s3_parts_free(&all);
+			return rc;
+		}
+	}
+	if (keep < all.count) {
+		const s3_part *last = &all.items[keep];
+		char md5[33];
+		long st = 0;
+		w->buf.len = 0;
+		rc = get_object(d, w->tail_key, &w->buf, &st, err);
+		if (rc == 0 && st == 200 && (int64_t)w->buf.len == last->size) {
+			md5_hex(w->buf.data, w->buf.len, md5);
+			if (strcmp(md5, last->etag) == 0) {
+				/* The part stays until a bigger one replaces
+				 * it: the tail is durable meanwhile. */
+				w->tail_stored = 1;
+				s3_parts_free(&all);
+				return 0;
+			}
+		}
+		if (rc) {
+			s3_parts_free(&all);
+			return rc;
+		}
+		/* No usable tail object: complete what exists and continue
+		 * from the object, as the registry does. */
+		int64_t total = 0;
+		w->buf.len = 0;
+		for (size_t i = 0; i < all.count; i++)
+			total += all.items[i].size;
+		s3_parts_free(&w->parts);
+		w->parts_size = 0;
+		for (size_t i = 0; i < all.count; i++)
+			if ((rc = keep_part(w, all.items[i].number,
+					    all.items[i].size,
+					    all.items[i].etag, err)) != 0)
+				break;
+		s3_parts_free(&all);
+		if (rc || (rc = complete(w, err)) != 0)
+			return rc;
+		s3_parts_free(&w->parts);
+		w->parts_size = 0;
+		return adopt_object(w, total, err);
+	}
+	s3_parts_free(&all);
+	return 0;
+}
+
+int s3_materialize(s3_driver *d, const char *key, const char *id,
+		   lup_error *err)
+{
+	s3_writer w;
+	s3_parts all = {0};
+	int rc;
+
+	memset(&w, 0, sizeof w);
+	w.d = d;
+	w.key = (char *)key;
+	w.id = (char *)id;
+	if ((rc = s3_list_parts(d, key, id, &all, err)) != 0)
+		return rc;
+	w.parts = all;
+	if (all.count == 0) {
+		/* Nothing sent yet: an empty object says the same. */
+		s3_req r = {.method = "PUT", .key = key, .body = "", .blen = 0,
+			    .sign_payload = 1};
+		s3_resp resp = {0};
+		if ((rc = s3_do(d, &r, &resp, err)) == 0 && resp.status != 200)
+			rc = s3_fail(&resp, "PUT", NULL, err);
+		s3_resp_free(&resp);
+		if (rc == 0)
+			rc = s3_abort(d, key, id, err);
+	} else {
+		rc = complete(&w, err);
+	}
+	s3_parts_free(&all);
+	if (rc == 0) {
+		char *tk = s3_tail_key(d, key);
+		if (tk)
+			delete_key(d, tk, NULL);
+		free(tk);
+	}
+	return rc;
+}
+
+int s3_writer_open(s3_driver *d, const char *path, int append,
+		   lup_writer **out, lup_error *err)
+{
+	s3_writer *w = calloc(1, sizeof *w);
+	int rc;
+
+	if (!w || !(w->key = s3_key(d, path)) ||
+	    !(w->tail_key = s3_tail_key(d, w->key))) {
+		if (w)
+			w_free(w);
+		return oom(err);
+	}
+	w->d = d;
+	w->base.version = LUP_DRIVER_VERSION;
+	w->base.write = w_write;
+	w->base.size = w_size;
+	w->base.commit = w_commit;
+	w->base.cancel = w_cancel;
+	w->base.close = w_close;
+	if (append) {
+		rc = open_append(w, path, err);
+	} else {
+		/* Truncate: earlier uploads on this key would leak (the
+		 * registry's TODO), so abort them first. */
+		lup_strlist ups = {0};
+		rc = s3_list_uploads(d, w->key, &ups, err);
+		for (size_t i = 0; rc == 0 && i + 2 < ups.count; i += 3)
+			if (strcmp(ups.items[i], w->key) == 0)
+				rc = s3_abort(d, w->key, ups.items[i + 1], err);
+		lup_strlist_free(&ups);
+		if (rc == 0)
+			rc = delete_key(d, w->tail_key, err);
+		if (rc == 0)
+			rc = delete_key(d, w->key, err);
+		if (rc == 0)
+			rc = create_upload(w, err);
+	}
+	if (rc) {
+		w_free(w);
+		return rc;
+	}
+	*out = &w->base;
+	return 0;
+}
