@@ -15,6 +15,11 @@ math.type = math.type or function(x)
 	return "float"
 end
 
+-- The largest double below 2^63 (and its negative): what the engine's
+-- range checks see as "a huge integer" on LuaJIT.
+math.maxinteger = math.maxinteger or 9223372036854774784
+math.mininteger = math.mininteger or -9223372036854775808
+
 math.tointeger = math.tointeger or function(x)
 	if math.type(x) == "integer" then return x end
 	return nil
