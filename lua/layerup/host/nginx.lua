@@ -161,8 +161,9 @@ local function chunked_reader(sock)
 			if not line then
 				return fail(err or "read failed")
 			end
-			local hex = line:match("^(%x+)%s*;?.*$")
-			if not hex or #hex > 12 then
+			-- "<hex>" optionally followed by ";ext": nothing else.
+			local hex, rest = line:match("^(%x+)(.*)$")
+			if not hex or #hex > 12 or not (rest == "" or rest:find("^[ \t]*;")) then
 				return fail("chunked framing error: bad chunk size line")
 			end
 			left = tonumber(hex, 16)
