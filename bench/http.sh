@@ -39,7 +39,7 @@ http_start() { # ROOT
 
 http_stop() {
 	if [ -n "$HTTP_PID" ]; then
-		kill "$HTTP_PID" 2>/dev/null
+		kill "$HTTP_PID" 2>/dev/null || true
 		wait "$HTTP_PID" 2>/dev/null || true
 		HTTP_PID=
 	fi
