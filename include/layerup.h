@@ -102,20 +102,28 @@ typedef struct lup_policy {
 			    void *payload);
 } lup_policy;
 
-/* Version 2 added lup_policy.admit_upload.  lup_store_open still accepts
- * version 1 structs (compiled against the old header, without that
- * member), so existing binaries keep working. */
-#define LUP_STORE_OPTIONS_VERSION 2
+/* Version 2 added lup_policy.admit_upload, version 3 rehash_on_finish.
+ * lup_store_open still accepts version 1 and 2 structs (compiled against
+ * an older header: without those members), so existing binaries keep
+ * working; what they lack takes its default. */
+#define LUP_STORE_OPTIONS_VERSION 3
 
 typedef struct lup_store_options {
-	unsigned version;     /* LUP_STORE_OPTIONS_VERSION */
+	unsigned version;     /* LUP_STORE_OPTIONS_VERSION (1, 2 or 3) */
 	lup_policy policy;
 	int64_t max_size;     /* upload size limit in bytes, 0: none */
 	int64_t max_age;      /* resume refuses (and removes) older uploads,
 			       * seconds, 0: none */
+	/* Version 3.  Non-zero: finish re-hashes the upload data instead of
+	 * trusting the hash state stored beside it (which is what lets finish
+	 * read 0 bytes).  For stores that less-trusted writers can modify:
+	 * without it a forged state of the right length, or data rewritten
+	 * after close with the same length, is accepted (see README, "Trust
+	 * boundary").  Costs one read of the whole upload per finish. */
+	int rehash_on_finish;
 } lup_store_options;
 
-#define LUP_STORE_OPTIONS_INIT { LUP_STORE_OPTIONS_VERSION, {0}, 0, 0 }
+#define LUP_STORE_OPTIONS_INIT { LUP_STORE_OPTIONS_VERSION, {0}, 0, 0, 0 }
 
 /* Open a store on driver (retained; release yours when done).  opts may be
  * NULL for the defaults. */

@@ -36,10 +36,22 @@ typedef struct lup_s3_options {
 	int64_t lock_ttl_s;     /* a lock whose holder died is taken over
 				 * after this many seconds (live holders
 				 * renew theirs as they send); 0: 60 */
+	int64_t copy_part_size; /* server-side copies (move, resume of a
+				 * completed object) above this size go as a
+				 * multipart copy in parts of this size;
+				 * 5 MiB .. 5 GiB, 0: 5 GiB */
+	int list_page;          /* entries per listing request (keys,
+				 * multipart uploads, parts): 1..1000,
+				 * 0: 1000 (S3's maximum) */
+	int upload_concurrency; /* parts in flight per writer, each on a
+				 * thread of its own with a copy of its
+				 * bytes (memory: one part buffer plus one
+				 * per part in flight); 1: parts are sent by
+				 * the writing thread; 1..16, 0: 1 */
 } lup_s3_options;
 
 #define LUP_S3_OPTIONS_INIT { LUP_S3_OPTIONS_VERSION, 0, 0, 0, 0, 0, 0, \
-			      0, 0, 0, 0, 0, 0 }
+			      0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* Traffic counters (bytes of request and response bodies, requests). */
 typedef struct lup_s3_counters {

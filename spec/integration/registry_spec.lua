@@ -19,9 +19,22 @@ local function need_layerup()
 	return m
 end
 
-local function need_tools()
-	assert(R.available(), "docker-registry, curl and openssl are required (run `make deps` as root)")
-	assert(skopeo.available(), "skopeo is required (run `make deps` as root)")
+-- Without the real registry there is nothing to be compatible with: the
+-- suite reports one skipped test with the reason (TAP "# SKIP").
+if not R.available() then
+	describe("interop with Docker Distribution 2.8 and skopeo", function()
+		pending("docker-registry, curl or openssl not installed (run `make deps` as root)")
+	end)
+	return
+end
+
+-- The tests that drive skopeo are skipped (with the reason) without it.
+local function need_skopeo()
+	if skopeo.available() then
+		return true
+	end
+	pending("skopeo not installed (run `make deps` as root)")
+	return false
 end
 
 -- Fail with the error's text when a layerup call returned nil, err.
@@ -80,13 +93,14 @@ describe("interop with Docker Distribution 2.8 and skopeo", function()
 	local work, root, reg, img, sk
 
 	lazy_setup(function()
-		need_tools()
 		work = util.tmpdir("interop")
 		root = work .. "/root"
 		reg = R.start(root, util.tmpdir("reg"))
 		reg.owns_dir = true
 		img = oci.generate(work .. "/img", { 0, 1 * KiB, 300 * KiB, 2 * MiB })
-		sk = skopeo.new(work .. "/skopeo")
+		if skopeo.available() then
+			sk = skopeo.new(work .. "/skopeo")
+		end
 	end)
 
 	lazy_teardown(function()
@@ -124,6 +138,9 @@ describe("interop with Docker Distribution 2.8 and skopeo", function()
 	end)
 
 	it("layerup writes, the registry serves, skopeo pulls", function()
+		if not need_skopeo() then
+			return
+		end
 		local layerup = need_layerup()
 		local repo = "interop/pushed-by-layerup"
 		local store = ok(layerup.open(root))
@@ -346,7 +363,67 @@ describe("interop with Docker Distribution 2.8 and skopeo", function()
 		assert.are.equal(digest, util.sha256_file(out))
 	end)
 
+	-- Issue 8, defect 7: layerup dies before its first close (data, no
+	-- state); the registry appends `m` bytes, finds no state at the size and
+	-- saves the state of its m bytes alone, named m; layerup resumes, writes
+	-- more and is interrupted (closes); the registry then commits.  It
+	-- trusts the state at the exact size, so that one must be right.
+	for _, case in ipairs {
+		{ "aligned", 4 * MiB },          -- no pending bytes to check
+		{ "not aligned", 4 * MiB + 100 }, -- pending bytes that differ
+	} do
+		it("the registry commits after its gap state and an interrupted layerup resume (" .. case[1] .. ")", function()
+			local layerup = need_layerup()
+			local repo = "interop/gap-" .. case[1]:gsub(" ", "-")
+			local a, m, c = util.random_bytes(1 * MiB + 13), util.random_bytes(case[2]), util.random_bytes(300 * KiB + 7)
+			local data = a .. m .. c
+			local digest = util.sha256(data)
+			local dir
+
+			-- layerup starts, writes, and dies before its first close.
+			local store = ok(layerup.open(root))
+			local up = ok(store:start(repo))
+			local uuid = up.uuid
+			dir = uploads_dir(root, repo, uuid)
+			ok(up:write(a))
+			ok(up:close())
+			util.must("rm -r " .. util.q(dir .. "/hashstates"))
+			local started = util.read_file(dir .. "/startedat")
+
+			-- The registry appends m bytes and saves a state named m.
+			local r = reg:http("PATCH", R.upload_path(repo, uuid, R.state_token(repo, uuid, #a, started)),
+				{ body = m })
+			assert.are.equal(202, r.status, r.body)
+			assert.are.equal("0-" .. (#a + #m - 1), r.headers["range"])
+			assert.are.same({ "data", "hashstates/sha256/" .. #m, "startedat" }, files_below(dir))
+
+			-- layerup resumes, writes more and is interrupted.
+			up = ok(store:resume(repo, uuid))
+			assert.are.equal(#a + #m, up:size())
+			ok(up:write(c))
+			ok(up:close())
+			store:close()
+			assert.are.same({ "data", "hashstates/sha256/" .. #data, "startedat" }, files_below(dir))
+
+			-- The registry commits the right digest from that state.
+			local before = reg:rchar()
+			r = reg:http("PUT", R.upload_path(repo, uuid, R.state_token(repo, uuid, #data, started))
+				.. "&digest=" .. digest)
+			local delta = reg:rchar() - before
+			assert.are.equal(201, r.status, r.body)
+			assert.are.equal(digest, r.headers["docker-content-digest"])
+			assert.is_true(delta < 64 * KiB, "registry read " .. delta .. " bytes during the PUT")
+			local out = work .. "/gap-" .. #m .. ".blob"
+			r = reg:http("GET", "/v2/" .. repo .. "/blobs/" .. digest, { out_file = out })
+			assert.are.equal(200, r.status)
+			assert.are.equal(digest, util.sha256_file(out))
+		end)
+	end
+
 	it("purge cleans up after the registry and touches nothing else", function()
+		if not need_skopeo() then
+			return
+		end
 		local layerup = need_layerup()
 		local repo = "interop/cleanup"
 		local OLD = "2020-01-01T00:00:00Z"
@@ -444,6 +521,9 @@ describe("interop with Docker Distribution 2.8 and skopeo", function()
 	end)
 
 	it("verify passes on a tree skopeo pushed into the registry and names a corrupted blob", function()
+		if not need_skopeo() then
+			return
+		end
 		local root5 = work .. "/root5"
 		local reg5 = R.start(root5)
 		finally(function() reg5:stop() end)

@@ -271,6 +271,113 @@ os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
 		util.rm_rf(dir)
 	end)
 
+	it("sends parts concurrently when asked, with the same result and bytes", function()
+		local prefix = s3env.prefix("conc")
+		local d = driver(prefix, { upload_concurrency = 3, part_size = 5 * MiB })
+		local s = ok(layerup.open(d))
+		math.randomseed(9)
+		local blob = util.random_bytes(23 * MiB + 1)
+		local u = ok(s:start("lib/c"))
+		-- uneven writes: parts fill across calls and from one big call
+		ok(u:write(blob:sub(1, 3 * MiB)))
+		ok(u:write(blob:sub(3 * MiB + 1, 19 * MiB)))
+		assert.equal(19 * MiB, u:size())
+		ok(u:close())
+		u = ok(s:resume("lib/c", u.uuid))
+		assert.equal(19 * MiB, u:size())
+		ok(u:write(blob:sub(19 * MiB + 1)))
+		local info = ok(u:finish(util.digest(blob)))
+		assert.equal(#blob, info.size)
+		assert.equal(0, u:bytes_reread())
+		local c = layerup.s3_counters(d)
+		assert.is_true(c.bytes_sent <= #blob + 2 * 4 * MiB + 64 * 1024, "sent " .. c.bytes_sent)
+		local r = ok(s:open("lib/c", info.digest))
+		local got = {}
+		while true do
+			local b = r:read(8 * MiB)
+			if not b then break end
+			got[#got + 1] = b
+		end
+		r:close()
+		assert.is_true(table.concat(got) == blob, "content differs")
+	end)
+
+	it("moves and continues objects over the single-copy limit with a multipart copy", function()
+		-- copy_part_size lowers S3's 5 GiB single-copy limit to 6 MiB
+		local prefix = s3env.prefix("bigcopy")
+		local d = driver(prefix, { copy_part_size = 6 * MiB, part_size = 5 * MiB })
+		math.randomseed(5)
+		local blob = util.random_bytes(13 * MiB + 7)
+		local w = ok(d:writer("/a/big", false))
+		ok(w:write(blob))
+		ok(w:commit())
+		ok(w:close())
+		-- move: ranges 6 MiB + 7 MiB (+7 bytes): no range under 5 MiB
+		ok(d:move("/a/big", "/b/big"))
+		assert.is_true(ok(d:get_content("/b/big")) == blob, "moved content differs")
+		local v, err = d:stat("/a/big")
+		assert.is_nil(v)
+		assert.equal("PATH_NOT_FOUND", err.code)
+		-- append to a completed object: copied in ranges, then continued
+		w = ok(d:writer("/b/big", true))
+		assert.equal(#blob, w:size())
+		ok(w:write("tail"))
+		ok(w:commit())
+		ok(w:close())
+		assert.is_true(ok(d:get_content("/b/big")) == blob .. "tail", "continued content differs")
+		ok(d:delete("/b"))
+	end)
+
+	it("follows every listing across pages: objects, unfinished uploads, parts", function()
+		-- list_page = 3 makes a page of 3 entries (S3 allows up to 1,000)
+		local prefix = s3env.prefix("pages")
+		local d = driver(prefix, { list_page = 3, part_size = 5 * MiB })
+		local n = 11
+		local want, ups = {}, {}
+		for i = 1, n do
+			local p = ("/objs/k%05d"):format(i)
+			ok(d:put_content(p, "x"))
+			want[#want + 1] = p
+		end
+		assert.same(want, ok(d:list("/objs")))
+		-- unfinished uploads (writers closed without commit) list as files
+		for i = 1, n do
+			local p = ("/ups/u%05d"):format(i)
+			local w = ok(d:writer(p, false))
+			ok(w:close())
+			ups[#ups + 1] = p
+		end
+		assert.same(ups, ok(d:list("/ups")))
+		-- an upload of 7 parts: size and resume read every page of parts
+		math.randomseed(3)
+		local blob = util.random_bytes(7 * 5 * MiB + 3)
+		local w = ok(d:writer("/ups/big", false))
+		ok(w:write(blob))
+		ok(w:close())
+		assert.equal(#blob, ok(d:stat("/ups/big")).size)
+		w = ok(d:writer("/ups/big", true))
+		assert.equal(#blob, w:size())
+		ok(w:write("!"))
+		ok(w:commit())
+		ok(w:close())
+		assert.is_true(ok(d:get_content("/ups/big")) == blob .. "!", "content differs")
+		-- delete aborts every unfinished upload, across pages
+		ok(d:delete("/ups"))
+		local v, err = d:list("/ups")
+		assert.is_nil(v)
+		assert.equal("PATH_NOT_FOUND", err.code)
+		ok(d:delete("/objs"))
+		-- and the real page size: more than 1,000 keys in one directory
+		local d2 = driver(prefix)
+		local many = {}
+		for i = 1, 1003 do
+			many[i] = ("/many/k%05d"):format(i)
+			ok(d2:put_content(many[i], ""))
+		end
+		assert.same(many, ok(d2:list("/many")))
+		ok(d2:delete("/many"))
+	end)
+
 	it("purge aborts the multipart uploads of what it removes, orphans included", function()
 		local prefix = s3env.prefix("purge")
 		local d = driver(prefix)

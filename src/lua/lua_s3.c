@@ -61,11 +61,13 @@ static int opt_bool(lua_State *L, const char *key)
 static const char *const known[] = {
 	"endpoint", "region", "bucket", "access_key", "secret_key", "prefix",
 	"virtual_host", "verify_tls", "ca_file", "part_size", "timeout",
-	"lock_ttl", NULL};
+	"lock_ttl", "copy_part_size", "list_page",
+	"upload_concurrency", NULL};
 
 /* layerup.s3{endpoint=, bucket=, region=, access_key=, secret_key=,
  * prefix=, part_size=, virtual_host=, verify_tls=, ca_file=, timeout=,
- * lock_ttl=} -> driver | nil, err */
+ * lock_ttl=, copy_part_size=, list_page=,
+ * upload_concurrency=} -> driver | nil, err */
 static int new_s3(lua_State *L)
 {
 	lup_s3_options o = LUP_S3_OPTIONS_INIT;
@@ -102,6 +104,10 @@ static int new_s3(lua_State *L)
 				       (lua_Integer)5 * 1024 * 1024 * 1024);
 	o.timeout_s = (long)opt_int(L, "timeout", 0, 86400);
 	o.lock_ttl_s = (int64_t)opt_int(L, "lock_ttl", 0, 86400 * 365);
+	o.list_page = (int)opt_int(L, "list_page", 0, 1000);
+	o.upload_concurrency = (int)opt_int(L, "upload_concurrency", 0, 16);
+	o.copy_part_size = (int64_t)opt_int(L, "copy_part_size", 0,
+					    (lua_Integer)5 * 1024 * 1024 * 1024);
 	if (!o.bucket)
 		return luaL_error(L, "bad argument #1 to 's3' (bucket is "
 				     "required)");

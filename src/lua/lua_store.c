@@ -347,6 +347,7 @@ static const struct {
 	{ "max_age", OPT_DURATION },  { "log", OPT_POLICY },
 	{ "retry", OPT_POLICY },      { "link", OPT_POLICY },
 	{ "admit", OPT_POLICY },      { "sleep", OPT_POLICY },
+	{ "rehash_on_finish", OPT_BOOL },
 };
 
 static int is_callable(lua_State *L, int idx)
@@ -479,6 +480,9 @@ static int store_open(lua_State *L)
 		}
 		opts.max_size = opt_count(L, 2, "max_size", 0);
 		opts.max_age = opt_count(L, 2, "max_age", 1);
+		lua_getfield(L, 2, "rehash_on_finish"); /* a boolean: check_opts */
+		opts.rehash_on_finish = lua_toboolean(L, -1);
+		lua_pop(L, 1);
 	}
 	opts.policy.payload = &ls->pol;
 	if (ls->pol.refs[POL_LOG] != LUA_NOREF)

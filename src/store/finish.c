@@ -106,7 +106,8 @@ static int verify(lup_upload *u, const lup_digest *want, lup_digest *canon,
 	lup_digest got;
 	int rc;
 
-	if (want->alg == LUP_SHA256 && u->hash_ok) {
+	/* rehash_on_finish: the stored state is not trusted (trust boundary). */
+	if (want->alg == LUP_SHA256 && u->hash_ok && !u->store->rehash_on_finish) {
 		lup_digest_from_hash(&u->hash, canon);
 		if (strcmp(canon->hex, want->hex) == 0)
 			return 0;

@@ -35,8 +35,7 @@ int lup_store_open(lup_store **out, lup_driver *driver,
 	*out = NULL;
 	if (!driver)
 		return lup_error_set(err, LUP_EIO, NULL, "no driver given");
-	if (opts && opts->version != LUP_STORE_OPTIONS_VERSION &&
-	    opts->version != 1)
+	if (opts && (opts->version < 1 || opts->version > LUP_STORE_OPTIONS_VERSION))
 		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
 				     "unsupported store options version %u",
 				     opts->version);
@@ -57,6 +56,9 @@ int lup_store_open(lup_store **out, lup_driver *driver,
 		s->policy = opts->policy;
 		s->max_size = opts->max_size;
 		s->max_age = opts->max_age;
+		/* A version 2 caller's struct ends before this field. */
+		if (opts->version >= 3)
+			s->rehash_on_finish = opts->rehash_on_finish != 0;
 	}
 	*out = s;
 	return 0;

@@ -17,6 +17,7 @@ struct lup_store {
 	lup_policy policy;
 	int64_t max_size;
 	int64_t max_age;
+	int rehash_on_finish; /* verify from the data, never the stored state */
 };
 
 /* The version 1 layout of lup_store_options (before admit_upload), for

@@ -8,9 +8,11 @@
  *   u->hash in order, so hash_ok means u->hash covers exactly [0, size).
  * - close makes data durable before it writes hashstates/sha256/<size>,
  *   so a state never describes bytes that are not on storage.
- * - resume prefers the state at exactly the data size; otherwise the largest
- *   lower state whose pending bytes match the data, plus the gap re-hashed;
- *   states above the size are stale and removed; a corrupt state is skipped.
+ * - resume prefers the state at exactly the data size; otherwise a lower
+ *   state plus the gap re-hashed; states above the size are stale and
+ *   removed; a corrupt state is skipped.  A lower state the data cannot
+ *   vouch for is proven before anything built on it is persisted
+ *   (hashstate.c): no state that does not match the data is ever written.
  * - finish never accepts wrong content (the digest comes from the hash of
  *   what was written) and never rejects right content (a mismatch on a hash
  *   not computed by one unbroken chain in this process is re-checked by

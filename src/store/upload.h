@@ -22,6 +22,11 @@ struct lup_upload {
 	lup_hash hash;  /* sha256 of data[0, size) when hash_ok */
 	int hash_ok;
 	int chain;      /* hash computed from byte 0 in this process */
+	/* Offset of the lower state u->hash was continued from when the data
+	 * could not vouch for it (hashstate.c); 0: none.  Until chain is set,
+	 * close must prove it equals check_base before persisting anything. */
+	int64_t check_off;
+	lup_hash check_base;
 	int64_t size;
 	int64_t saved;  /* offset of a state known to be on storage, -1: none */
 	int64_t reread; /* upload bytes re-read to rebuild/check the hash */

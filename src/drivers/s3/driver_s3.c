@@ -86,9 +86,10 @@ void s3_parts_free(s3_parts *p)
 int s3_list_uploads(s3_driver *d, const char *key_prefix, lup_strlist *out,
 		    lup_error *err)
 {
-	char *kmark = NULL, *umark = NULL;
+	char *kmark = NULL, *umark = NULL, page[16];
 	int rc = 0;
 
+	snprintf(page, sizeof page, "%d", d->page);
 	for (;;) {
 		s3_req r = {.method = "GET"};
 		s3_resp resp = {0};
@@ -98,6 +99,7 @@ int s3_list_uploads(s3_driver *d, const char *key_prefix, lup_strlist *out,
 
 		r.query[r.nq++] = (s3_kv){"uploads", ""};
 		r.query[r.nq++] = (s3_kv){"prefix", key_prefix};
+		r.query[r.nq++] = (s3_kv){"max-uploads", page};
 		if (kmark) {
 			r.query[r.nq++] = (s3_kv){"key-marker", kmark};
 			r.query[r.nq++] = (s3_kv){"upload-id-marker",
@@ -183,9 +185,10 @@ int s3_find_upload(s3_driver *d, const char *key, char **id, lup_error *err)
 int s3_list_parts(s3_driver *d, const char *key, const char *id,
 		  s3_parts *out, lup_error *err)
 {
-	char marker[24] = "";
+	char marker[24] = "", page[16];
 	int rc = 0;
 
+	snprintf(page, sizeof page, "%d", d->page);
 	for (;;) {
 		s3_req r = {.method = "GET", .key = key};
 		s3_resp resp = {0};
@@ -194,6 +197,7 @@ int s3_list_parts(s3_driver *d, const char *key, const char *id,
 		int truncated = 0;
 
 		r.query[r.nq++] = (s3_kv){"uploadId", id};
+		r.query[r.nq++] = (s3_kv){"max-parts", page};
 		if (marker[0])
 			r.query[r.nq++] = (s3_kv){"part-number-marker", marker};
 		if ((rc = s3_do(d, &r, &resp, err)) != 0)
@@ -300,7 +304,7 @@ static int list_objects(s3_driver *d, const char *key_prefix, int delim,
 	char maxk[16];
 	int rc = 0;
 
-	snprintf(maxk, sizeof maxk, "%d", max_keys > 0 ? max_keys : 1000);
+	snprintf(maxk, sizeof maxk, "%d", max_keys > 0 ? max_keys : d->page);
 	for (;;) {
 		s3_req r = {.method = "GET"};
 		s3_resp resp = {0};
@@ -724,8 +728,8 @@ static int s3_writer_cb(lup_driver *drv, const char *path, int append,
 	return s3_writer_open(S3(drv), path, append, out, err);
 }
 
-static int delete_keys(s3_driver *d, lup_strlist *keys, size_t from,
-		       size_t to, lup_error *err)
+int s3_delete_batch(s3_driver *d, const lup_strlist *keys, size_t from,
+		    size_t to, lup_error *err)
 {
 	lup_buf body = {0};
 	s3_req r = {.method = "POST", .sign_payload = 1};
@@ -810,12 +814,37 @@ static int abort_uploads(s3_driver *d, const char *key, const char *dp,
 			continue; /* a sibling sharing the prefix: not ours */
 		*found = 1;
 		rc = s3_abort(d, k, ups.items[i + 1], err);
-		char *tk = s3_tail_key(d, k);
-		if (rc == 0 && tk)
-			rc = delete_one(d, tk, err);
-		free(tk);
 	}
 	lup_strlist_free(&ups);
+	return rc;
+}
+
+/* The tail objects of key and of everything below it, in batches. */
+static int delete_tails(s3_driver *d, const char *key, lup_error *err)
+{
+	char *tk = s3_tail_key(d, key);
+	s3_listing l = {0};
+	int rc;
+
+	if (!tk)
+		return oom(err);
+	/* Prefix "<tail of key>" matches the tail of key itself, those
+	 * below it and siblings sharing the prefix: keep the first two. */
+	rc = list_objects(d, tk, 0, 0, &l, err);
+	size_t tl = strlen(tk), j = 0;
+	for (size_t i = 0; rc == 0 && i < l.keys.count; i++) {
+		const char *k = l.keys.items[i];
+		if (k[tl] == '\0' || k[tl] == '/') {
+			char *tmp = l.keys.items[j];
+			l.keys.items[j++] = l.keys.items[i];
+			l.keys.items[i] = tmp;
+		}
+	}
+	for (size_t i = 0; rc == 0 && i < j; i += 1000)
+		rc = s3_delete_batch(d, &l.keys, i, i + 1000 < j ? i + 1000 : j,
+				     err);
+	listing_free(&l);
+	free(tk);
 	return rc;
 }
 
@@ -852,12 +881,14 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 	for (size_t i = 0; rc == 0 && i < l.keys.count; i += 1000) {
 		size_t to = i + 1000 < l.keys.count ? i + 1000 : l.keys.count;
 		found = 1;
-		rc = delete_keys(d, &l.keys, i, to, err);
+		rc = s3_delete_batch(d, &l.keys, i, to, err);
 	}
 	/* Multipart uploads below (an upload's data) cost storage until
 	 * aborted: the registry leaks them, we do not. */
 	if (rc == 0)
 		rc = abort_uploads(d, key, dp, &found, err);
+	if (rc == 0)
+		rc = delete_tails(d, key, err);
 	if (rc == 0 && !found)
 		rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
 				   "no such file or directory");
@@ -882,7 +913,7 @@ static int copy_object(s3_driver *d, const char *src_key, const char *dst_key,
 	src[w + 1] = '/';
 	s3_uri_encode(src_key, 1, src + w + 2, n - (size_t)w - 2);
 
-	if (size <= (int64_t)5 * 1024 * 1024 * 1024) {
+	if (size <= d->copy_part) {
 		s3_req r = {.method = "PUT", .key = dst_key, .body = "",
 			    .blen = 0};
 		s3_resp resp = {0};
@@ -899,9 +930,7 @@ static int copy_object(s3_driver *d, const char *src_key, const char *dst_key,
 		}
 		s3_resp_free(&resp);
 	} else {
-		rc = lup_error_set(err, LUP_EUNSUPPORTED, path,
-				   "copy of objects over 5 GiB is not "
-				   "supported yet");
+		rc = s3_copy_large(d, src_key, dst_key, size, err);
 	}
 	free(src);
 	return rc;
@@ -1182,6 +1211,14 @@ int lup_driver_s3(lup_driver **out, const lup_s3_options *o, lup_error *err)
 	if (o->part_size > (int64_t)5 * 1024 * 1024 * 1024)
 		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
 				     "s3: part_size must be at most 5 GiB");
+	if (o->upload_concurrency < 0 || o->upload_concurrency > 16)
+		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				     "s3: upload_concurrency must be 1..16");
+	if (o->copy_part_size &&
+	    (o->copy_part_size < S3_MIN_PART ||
+	     o->copy_part_size > (int64_t)5 * 1024 * 1024 * 1024))
+		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				     "s3: copy_part_size must be 5 MiB .. 5 GiB");
 	scheme_end = strstr(ep, "://");
 	if (!scheme_end || (strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8)))
 		return lup_error_set(err, LUP_EIO, NULL,
@@ -1244,6 +1281,10 @@ int lup_driver_s3(lup_driver **out, const lup_s3_options *o, lup_error *err)
 	d->timeout_s = o->timeout_s > 0 ? o->timeout_s : 300;
 	d->part_size = o->part_size ? (size_t)o->part_size : 10 * 1024 * 1024;
 	d->lock_ttl_s = o->lock_ttl_s > 0 ? o->lock_ttl_s : 60;
+	d->page = o->list_page > 0 && o->list_page < 1000 ? o->list_page : 1000;
+	d->concurrency = o->upload_concurrency > 0 ? o->upload_concurrency : 1;
+	d->copy_part = o->copy_part_size ? o->copy_part_size
+					 : (int64_t)5 * 1024 * 1024 * 1024;
 	if (bad) {
 		s3_free(&d->base);
 		return oom(err);

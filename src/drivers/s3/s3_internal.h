@@ -32,6 +32,9 @@ typedef struct s3_driver {
 	int verify_tls;
 	long timeout_s;
 	size_t part_size;
+	int64_t copy_part; /* server-side copies above this go in parts */
+	int page;          /* keys, uploads or parts per listing request */
+	int concurrency;   /* parts in flight per writer */
 	int64_t lock_ttl_s;
 	pthread_mutex_t mu; /* guards pool */
 	void *pool[S3_POOL];
@@ -112,6 +115,10 @@ int s3_list_parts(s3_driver *d, const char *key, const char *id,
 int s3_abort(s3_driver *d, const char *key, const char *id, lup_error *err);
 void s3_parts_free(s3_parts *p);
 
+/* Delete keys->items[from, to) (at most 1000) in one DeleteObjects. */
+int s3_delete_batch(s3_driver *d, const lup_strlist *keys, size_t from,
+		    size_t to, lup_error *err);
+
 /* Renew the leases this driver holds that are a third into their life. */
 void s3_renew_locks(s3_driver *d);
 
@@ -123,6 +130,10 @@ int s3_writer_open(s3_driver *d, const char *path, int append,
  * append continues from the object (server-side copy). */
 int s3_materialize(s3_driver *d, const char *key, const char *id,
 		   lup_error *err);
+/* Copy src_key to dst_key server-side as a multipart copy (objects over
+ * copy_part bytes; S3 copies at most 5 GiB in one request). */
+int s3_copy_large(s3_driver *d, const char *src_key, const char *dst_key,
+		  int64_t size, lup_error *err);
 /* The key of the durable tail object kept for the multipart upload of key. */
 char *s3_tail_key(const s3_driver *d, const char *key);
 

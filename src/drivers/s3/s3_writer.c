@@ -20,13 +20,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+#include <time.h>
+
 #include <openssl/evp.h>
 
 #include "drivers/s3/s3_internal.h"
 
 enum { W_OPEN, W_COMMITTED, W_CANCELLED };
 
+#define S3_MAX_JOBS 16
+
+struct s3_writer;
+
+/* One part on its way to the server on a thread of its own. */
 typedef struct {
+	pthread_t th;
+	struct s3_writer *w;
+	int number;
+	unsigned char *data;
+	size_t len;
+	char etag[128];
+	int rc;
+	lup_error err;
+} s3_job;
+
+typedef struct s3_writer {
 	lup_writer base;
 	s3_driver *d;
 	char *key;
@@ -37,6 +56,12 @@ typedef struct {
 	lup_buf buf;    /* bytes not yet in a kept part */
 	int tail_stored; /* the tail object holds buf's current prefix */
 	int readopted;  /* readopt ran once: never loop on a vanished upload */
+	s3_job jobs[S3_MAX_JOBS]; /* parts in flight, oldest at head */
+	int head, njobs;
+	int64_t inflight;  /* bytes in those parts */
+	int failed;        /* a part in flight failed: reported once */
+	lup_error fail_err;
+	int stale_max;     /* highest part number sent that is not kept */
 	int state;
 } s3_writer;
 
@@ -136,8 +161,9 @@ static int upload_part(s3_writer *w, int number, const void *data, size_t n,
 
 /* Copy the tail object into part `number` (server-side: 0 bytes sent). */
 static int copy_part(s3_writer *w, int number, const char *src_key,
-		     char etag[128], lup_error *err)
+		     int64_t from, int64_t to, char etag[128], lup_error *err)
 {
+	char range[64];
 	size_t n = 3 * (strlen(w->d->bucket) + strlen(src_key)) + 4;
 	char num[16], *src = malloc(n);
 	s3_req r = {.method = "PUT", .key = w->key, .body = "", .blen = 0};
@@ -156,6 +182,11 @@ static int copy_part(s3_writer *w, int number, const char *src_key,
 	r.query[r.nq++] = (s3_kv){"partNumber", num};
 	r.query[r.nq++] = (s3_kv){"uploadId", w->id};
 	r.hdr[r.nh++] = (s3_kv){"x-amz-copy-source", src};
+	if (from >= 0) {
+		snprintf(range, sizeof range, "bytes=%lld-%lld", (long long)from,
+			 (long long)to - 1);
+		r.hdr[r.nh++] = (s3_kv){"x-amz-copy-source-range", range};
+	}
 	if ((rc = s3_do(w->d, &r, &resp, err)) == 0) {
 		const char *b = (const char *)resp.body.data;
 		if (resp.status != 200 || resp.code[0] ||
@@ -186,7 +217,108 @@ static int copy_part(s3_writer *w, int number, const char *src_key,
 
 static int next_number(const s3_writer *w)
 {
-	return (int)w->parts.count + 1;
+	return (int)w->parts.count + w->njobs + 1;
+}
+
+static void *job_main(void *arg)
+{
+	s3_job *j = arg;
+
+	/* A part in flight cannot be handed back to the store's retry
+	 * policy: transient failures are retried here. */
+	for (int attempt = 0; attempt < 4; attempt++) {
+		lup_error_clear(&j->err);
+		j->rc = upload_part(j->w, j->number, j->data, j->len, j->etag,
+				    &j->err);
+		if (j->rc == 0 || !j->err.transient)
+			break;
+		struct timespec ts = {0, 200000000L << attempt};
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* Wait for the oldest part in flight and keep it.  After a failure the
+ * parts behind it cannot stay (they follow a hole): they and buf are
+ * dropped, size() falls back to what is kept, and the error is reported
+ * once. */
+static void reap_one(s3_writer *w)
+{
+	s3_job *j = &w->jobs[w->head];
+
+	pthread_join(j->th, NULL);
+	w->head = (w->head + 1) % S3_MAX_JOBS;
+	w->njobs--;
+	w->inflight -= (int64_t)j->len;
+	if (j->rc == 0 && !w->failed &&
+	    keep_part(w, j->number, (int64_t)j->len, j->etag, &j->err) != 0)
+		j->rc = LUP_EIO;
+	if (j->rc != 0 || w->failed) {
+		if (!w->failed) {
+			w->failed = j->rc;
+			lup_error_copy(&w->fail_err, &j->err);
+			w->buf.len = 0;
+			w->tail_stored = 0;
+		}
+		if (j->number > w->stale_max)
+			w->stale_max = j->number;
+	}
+	free(j->data);
+	j->data = NULL;
+}
+
+/* Wait for every part in flight; the first failure, once. */
+static int reap_all(s3_writer *w, lup_error *err)
+{
+	int rc;
+
+	while (w->njobs > 0)
+		reap_one(w);
+	if (!(rc = w->failed))
+		return 0;
+	w->failed = 0;
+	lup_error_copy(err, &w->fail_err);
+	return rc;
+}
+
+/* Send n bytes as the next part on a thread; with upload_concurrency
+ * parts already in flight, wait for the oldest first. */
+static int dispatch(s3_writer *w, const void *data, size_t n, lup_error *err)
+{
+	s3_job *j;
+	int rc;
+
+	while (w->njobs >= w->d->concurrency)
+		reap_one(w);
+	if (w->failed)
+		return reap_all(w, err);
+	if (next_number(w) > 10000)
+		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+				     "more than 10000 parts: raise part_size");
+	j = &w->jobs[(w->head + w->njobs) % S3_MAX_JOBS];
+	memset(j, 0, sizeof *j);
+	if (!(j->data = malloc(n ? n : 1)))
+		return oom(err);
+	memcpy(j->data, data, n);
+	j->w = w;
+	j->len = n;
+	j->number = next_number(w);
+	if (pthread_create(&j->th, NULL, job_main, j) != 0) {
+		/* No thread to be had: send it here. */
+		job_main(j);
+		rc = j->rc;
+		if (rc == 0)
+			rc = keep_part(w, j->number, (int64_t)n, j->etag, err);
+		else
+			lup_error_copy(err, &j->err);
+		free(j->data);
+		j->data = NULL;
+		return rc;
+	}
+	w->njobs++;
+	w->inflight += (int64_t)n;
+	s3_renew_locks(w->d);
+	return 0;
 }
 
 /* Send n bytes as the next kept part. */
@@ -196,6 +328,8 @@ static int flush_full(s3_writer *w, const void *data, size_t n,
 	char etag[128];
 	int num = next_number(w), rc;
 
+	if (w->d->concurrency > 1)
+		return dispatch(w, data, n, err);
 	if (num > 10000)
 		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
 				     "more than 10000 parts: raise part_size");
@@ -222,6 +356,10 @@ static int readopt(s3_writer *w, lup_error *err)
 		return lup_error_set(err, LUP_EPATH_NOT_FOUND, NULL,
 				     "the multipart upload is gone");
 	w->readopted = 1;
+	while (w->njobs > 0)
+		reap_one(w);
+	w->failed = 0;
+	total = w->parts_size + (int64_t)w->buf.len;
 	if ((rc = s3_do(w->d, &r, &resp, err)) != 0)
 		return rc;
 	obj = resp.length;
@@ -315,7 +453,7 @@ static int64_t w_size(lup_writer *lw)
 {
 	s3_writer *w = (s3_writer *)lw;
 
-	return w->parts_size + (int64_t)w->buf.len;
+	return w->parts_size + w->inflight + (int64_t)w->buf.len;
 }
 
 static int delete_key(s3_driver *d, const char *key, lup_error *err)
@@ -338,8 +476,9 @@ static int store_tail_once(s3_writer *w, lup_error *err)
 	char etag[128];
 	int num = next_number(w), rc;
 
-	if ((rc = drain(w, err)) != 0)
+	if ((rc = drain(w, err)) != 0 || (rc = reap_all(w, err)) != 0)
 		return rc;
+	num = next_number(w);
 	if (w->buf.len == 0 || w->tail_stored)
 		return 0;
 	if (w->buf.len >= S3_MIN_PART) {
@@ -347,6 +486,8 @@ static int store_tail_once(s3_writer *w, lup_error *err)
 		if ((rc = flush_full(w, w->buf.data, w->buf.len, err)) != 0)
 			return rc;
 		w->buf.len = 0;
+		if ((rc = reap_all(w, err)) != 0)
+			return rc;
 		return delete_key(w->d, w->tail_key, NULL), 0;
 	}
 	{
@@ -361,7 +502,7 @@ static int store_tail_once(s3_writer *w, lup_error *err)
 		if (rc)
 			return rc;
 	}
-	if (copy_part(w, num, w->tail_key, etag, NULL) != 0 &&
+	if (copy_part(w, num, w->tail_key, -1, -1, etag, NULL) != 0 &&
 	    (rc = upload_part(w, num, w->buf.data, w->buf.len, etag, err)) != 0)
 		return rc;
 	w->tail_stored = 1;
@@ -438,6 +579,8 @@ static int commit_once(s3_writer *w, lup_error *err)
 	char etag[128];
 	int rc;
 
+	if ((rc = reap_all(w, err)) != 0)
+		return rc;
 	if (w->state == W_COMMITTED)
 		return 0;
 	if (w->state != W_OPEN)
@@ -478,6 +621,8 @@ static int w_cancel(lup_writer *lw, lup_error *err)
 	s3_writer *w = (s3_writer *)lw;
 	int rc = 0;
 
+	while (w->njobs > 0)
+		reap_one(w);
 	if (w->state == W_OPEN) {
 		rc = s3_abort(w->d, w->key, w->id, err);
 		if (rc == 0)
@@ -489,6 +634,8 @@ static int w_cancel(lup_writer *lw, lup_error *err)
 
 static void w_free(s3_writer *w)
 {
+	while (w->njobs > 0)
+		reap_one(w);
 	lup_buf_free(&w->buf);
 	s3_parts_free(&w->parts);
 	free(w->id);
@@ -504,6 +651,14 @@ static int w_close(lup_writer *lw, lup_error *err)
 
 	if (w->state == W_OPEN)
 		rc = store_tail(w, err);
+	/* Parts sent past a failure would count on the next resume: cut
+	 * them off by completing with the kept parts only (the next writer
+	 * continues from the object). */
+	if (rc == 0 && w->state == W_OPEN && w->stale_max > 0 &&
+	    (w->parts.count == 0 ||
+	     w->stale_max > w->parts.items[w->parts.count - 1].number))
+		rc = w->parts.count ? complete(w, err)
+				    : s3_materialize(w->d, w->key, w->id, err);
 	w_free(w);
 	return rc;
 }
@@ -533,6 +688,54 @@ static int get_object(s3_driver *d, const char *key, lup_buf *out,
 	return rc;
 }
 
+/* Copy the object src_key (size bytes) server-side into the next parts:
+ * ranges of copy_part bytes, the last at least 5 MiB (S3's minimum for a
+ * part that is not the last of the upload). */
+static int copy_ranges(s3_writer *w, const char *src_key, int64_t size,
+		       lup_error *err)
+{
+	int64_t step = w->d->copy_part, from = 0;
+	int rc;
+
+	while (from < size) {
+		int64_t to = from + step;
+		char etag[128];
+		int num = next_number(w);
+		if (to > size || size - to < S3_MIN_PART)
+			to = size;
+		if (num > 10000)
+			return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
+					     "more than 10000 parts");
+		if (from == 0 && to == size && size <= w->d->copy_part)
+			rc = copy_part(w, num, src_key, -1, -1, etag, err);
+		else
+			rc = copy_part(w, num, src_key, from, to, etag, err);
+		if (rc || (rc = keep_part(w, num, to - from, etag, err)) != 0)
+			return rc;
+		from = to;
+	}
+	return 0;
+}
+
+int s3_copy_large(s3_driver *d, const char *src_key, const char *dst_key,
+		  int64_t size, lup_error *err)
+{
+	s3_writer w;
+	int rc;
+
+	memset(&w, 0, sizeof w);
+	w.d = d;
+	w.key = (char *)dst_key;
+	if ((rc = create_upload(&w, err)) == 0 &&
+	    (rc = copy_ranges(&w, src_key, size, err)) == 0)
+		rc = complete(&w, err);
+	if (rc && w.id)
+		s3_abort(d, dst_key, w.id, NULL);
+	s3_parts_free(&w.parts);
+	free(w.id);
+	return rc;
+}
+
 /* Start a fresh multipart upload whose content begins with the completed
  * object at key (size bytes): server-side copy when it can be a part. */
 static int adopt_object(s3_writer *w, int64_t size, lup_error *err)
@@ -541,16 +744,8 @@ static int adopt_object(s3_writer *w, int64_t size, lup_error *err)
 
 	if ((rc = create_upload(w, err)) != 0)
 		return rc;
-	if (size >= S3_MIN_PART) {
-		char etag[128];
-		if (size > (int64_t)5 * 1024 * 1024 * 1024)
-			return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
-					     "cannot continue an object over "
-					     "5 GiB with a short last part");
-		if ((rc = copy_part(w, 1, w->key, etag, err)) != 0)
-			return rc;
-		return keep_part(w, 1, size, etag, err);
-	}
+	if (size >= S3_MIN_PART)
+		return copy_ranges(w, w->key, size, err);
 	long st = 0;
 	w->buf.len = 0;
 	if ((rc = get_object(w->d, w->key, &w->buf, &st, err)) != 0)
@@ -726,10 +921,16 @@ int s3_writer_open(s3_driver *d, const char *path, int append,
 			if (strcmp(ups.items[i], w->key) == 0)
 				rc = s3_abort(d, w->key, ups.items[i + 1], err);
 		lup_strlist_free(&ups);
-		if (rc == 0)
-			rc = delete_key(d, w->tail_key, err);
-		if (rc == 0)
-			rc = delete_key(d, w->key, err);
+		if (rc == 0) {
+			/* Old content and old tail, in one request. */
+			lup_strlist two = {0};
+			if (lup_strlist_push(&two, w->key) ||
+			    lup_strlist_push(&two, w->tail_key))
+				rc = oom(err);
+			else
+				rc = s3_delete_batch(d, &two, 0, 2, err);
+			lup_strlist_free(&two);
+		}
 		if (rc == 0)
 			rc = create_upload(w, err);
 	}
