@@ -643,10 +643,14 @@ local function basename(p) return (p:gsub("/+$", ""):match("([^/]+)$")) or p end
 
 -- Child names of a directory; a missing one is empty, an unreadable one
 -- is reported through problem().
+-- A symlink below the root is never followed (the filesystem driver
+-- refuses it with INVALID_PATH): reported as tree.symlink.
 local function children(d, path, problem)
 	local list, err = d:list(path)
 	if not list and problem and not (type(err) == "table" and err.code == "PATH_NOT_FOUND") then
-		problem("dir.unreadable", path, type(err) == "table" and (err.message or err.code) or tostring(err))
+		local symlink = type(err) == "table" and err.code == "INVALID_PATH"
+		problem(symlink and "tree.symlink" or "dir.unreadable", symlink and err.path or path,
+			type(err) == "table" and (err.message or err.code) or tostring(err))
 	end
 	local out = {}
 	for i, c in ipairs(list or {}) do out[i] = basename(c) end
@@ -654,6 +658,20 @@ local function children(d, path, problem)
 end
 
 local function exists(d, path) return d:stat(path) ~= nil end
+
+-- stat(path), reporting a symlink met on the way as tree.symlink.
+local function stat_or_symlink(d, path, problem)
+	local st, err = d:stat(path)
+	if not st and type(err) == "table" and err.code == "INVALID_PATH" then
+		problem("tree.symlink", err.path or path, err.message or err.code)
+		return nil, true
+	end
+	return st
+end
+
+-- Temporaries older than this are debris of a killed write (put_content
+-- keeps one for milliseconds).
+local STALE_TEMP_SECONDS = 60
 
 local function hash_blob(ctx, d, path)
 	local h = check(lib(ctx).hasher("sha256"))
@@ -686,9 +704,15 @@ local function verify(ctx, d)
 		for _, hex in ipairs(children(d, blobs .. "/" .. pre, problem)) do
 			local dir = blobs .. "/" .. pre .. "/" .. hex
 			counts.blobs = counts.blobs + 1
-			if not hex:match("^" .. ("[0-9a-f]"):rep(64) .. "$") or hex:sub(1, 2) ~= pre then
+			local st, symlink
+			if hex:match("^" .. ("[0-9a-f]"):rep(64) .. "$") and hex:sub(1, 2) == pre then
+				st, symlink = stat_or_symlink(d, dir .. "/data", problem)
+			end
+			if symlink then
+				-- reported; its target is not ours to read
+			elseif not hex:match("^" .. ("[0-9a-f]"):rep(64) .. "$") or hex:sub(1, 2) ~= pre then
 				problem("blob.misplaced", dir, "directory name is not the blob's sha256 under its prefix")
-			elseif not exists(d, dir .. "/data") then
+			elseif not st then
 				problem("blob.no_data", dir, "blob directory without data")
 			else
 				local got, err = hash_blob(ctx, d, dir .. "/data")
@@ -706,8 +730,10 @@ local function verify(ctx, d)
 			for _, hex in ipairs(children(d, path .. "/" .. alg, problem)) do
 				local link = path .. "/" .. alg .. "/" .. hex .. "/link"
 				counts.links = counts.links + 1
-				local target = d:get_content(link)
-				if not target then
+				local target, lerr = d:get_content(link)
+				if not target and type(lerr) == "table" and lerr.code == "INVALID_PATH" then
+					problem("tree.symlink", lerr.path or link, lerr.message or lerr.code)
+				elseif not target then
 					problem("link.missing", link, "layer directory without a link file")
 				elseif not target:match("^sha256:" .. ("[0-9a-f]"):rep(64) .. "$") then
 					problem("link.malformed", link, ("link holds %q"):format(target:sub(1, 80)))
@@ -724,9 +750,12 @@ local function verify(ctx, d)
 		for _, id in ipairs(children(d, path, problem)) do
 			local dir = path .. "/" .. id
 			counts.uploads = counts.uploads + 1
+			local _, symlink = stat_or_symlink(d, dir, problem)
 			local missing = {}
-			if not exists(d, dir .. "/startedat") then missing[#missing + 1] = "startedat" end
-			if not exists(d, dir .. "/data") then missing[#missing + 1] = "data" end
+			for _, f in ipairs(symlink and {} or { "startedat", "data" }) do
+				local st, link = stat_or_symlink(d, dir .. "/" .. f, problem)
+				if not st and not link then missing[#missing + 1] = f end
+			end
 			if #missing > 0 then
 				problem("upload.orphan", dir, "upload without " .. table.concat(missing, " and ") ..
 					" (`layerup purge` removes it)")
@@ -743,12 +772,26 @@ local function verify(ctx, d)
 			elseif c == "_uploads" then check_uploads(path .. "/_uploads")
 			elseif c:sub(1, 1) ~= "_" then
 				-- stray files between repository components are not ours
-				local st = d:stat(path .. "/" .. c)
+				-- never through a symlink: the walk always ends
+				local st = stat_or_symlink(d, path .. "/" .. c, problem)
 				if st and st.dir then walk(path .. "/" .. c, depth + 1) end
 			end
 		end
 	end
 	walk(LAYOUT .. "/repositories", 0)
+
+	-- Stale temporaries (".lup~<hex>", left by a write killed before its
+	-- rename): debris that `layerup purge` removes.
+	counts.temporaries = 0
+	if d.temporaries then
+		for _, top in ipairs({ LAYOUT .. "/repositories", LAYOUT .. "/blobs" }) do
+			for _, t in ipairs(d:temporaries(top, STALE_TEMP_SECONDS) or {}) do
+				counts.temporaries = counts.temporaries + 1
+				problem("temporary.stale", t.path, ("%d-byte temporary of an interrupted write " ..
+					"(`layerup purge` removes it)"):format(t.size))
+			end
+		end
+	end
 	return counts, problems
 end
 
@@ -758,7 +801,9 @@ command {
 	text = [[
 Re-hashes every blob under blobs/sha256, checks that every _layers link
 points at an existing blob, and reports orphan uploads (directories without
-startedat or data).  Exit status 3 when anything is damaged.]],
+startedat or data), symlinks in the tree (never followed) and stale
+temporary files of interrupted writes.  Exit status 3 when anything is
+damaged.]],
 	run = function(ctx, a)
 		need_root_dir(a.root)
 		local L = lib(ctx)

@@ -8,12 +8,16 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -1183,6 +1187,446 @@ TEST(fs_two_handles)
 	CHECK_EQ_INT(lup_driver_delete(D, "/file", NULL), 0);
 }
 
+
+/* Hostile trees: symlinks, special files and files where directories
+ * belong, on both resolvers (openat2 and the O_NOFOLLOW walk).  OUT is a
+ * directory beside the root that nothing may ever touch. */
+
+static char OUT[300];
+
+static void host_write(const char *path, const char *s)
+{
+	FILE *f = fopen(path, "w");
+
+	CHECK(f != NULL);
+	if (f) {
+		fputs(s, f);
+		fclose(f);
+	}
+}
+
+/* 1 when the host file at path holds exactly s. */
+static int host_has(const char *path, const char *s)
+{
+	char buf[256];
+	size_t n;
+	FILE *f = fopen(path, "r");
+
+	if (!f)
+		return 0;
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	return n == strlen(s) && memcmp(buf, s, n) == 0;
+}
+
+static int host_is_link(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+static int host_exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+/* A fresh OUT holding victim ("secret") and sub/keep ("keep"). */
+static void make_out(void)
+{
+	char p[600];
+
+	rm_rf(OUT);
+	CHECK_EQ_INT(mkdir(OUT, 0755), 0);
+	snprintf(p, sizeof(p), "%s/victim", OUT);
+	host_write(p, "secret");
+	snprintf(p, sizeof(p), "%s/sub", OUT);
+	CHECK_EQ_INT(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/sub/keep", OUT);
+	host_write(p, "keep");
+}
+
+/* OUT is exactly as make_out left it. */
+static int out_intact(void)
+{
+	char p[600];
+
+	snprintf(p, sizeof(p), "%s/victim", OUT);
+	if (!host_has(p, "secret"))
+		return 0;
+	snprintf(p, sizeof(p), "%s/sub/keep", OUT);
+	if (!host_has(p, "keep"))
+		return 0;
+	return count_dir(OUT, "") == 4 && /* ".", "..", victim, sub */
+	       (snprintf(p, sizeof(p), "%s/sub", OUT), count_dir(p, "")) == 3;
+}
+
+static void link_in_root(const char *target, const char *rel)
+{
+	char p[600];
+
+	snprintf(p, sizeof(p), "%s/%s", ROOT, rel);
+	CHECK_EQ_INT(symlink(target, p), 0);
+}
+
+/* rc is INVALID_PATH, the message says a symlink was not followed, and
+ * err.path names the link. */
+#define CHECK_SYMLINK(rc, err, link)                                       \
+	do {                                                               \
+		CHECK_EQ_INT((rc), LUP_EINVALID_PATH);                     \
+		CHECK(strstr((err).message, "is a symlink (not followed)")); \
+		CHECK_EQ_STR((err).path, (link));                          \
+	} while (0)
+
+TEST(fs_symlink_dir)
+{
+	lup_error err;
+	lup_buf b = { 0 };
+	lup_reader *r = NULL;
+	lup_writer *w = NULL;
+	lup_stat st;
+	lup_strlist l = { 0 };
+	void *tok = NULL;
+	char p[600];
+
+	make_out();
+	/* /a is a symlink to OUT: every call through it refuses. */
+	link_in_root(OUT, "a");
+	CHECK_SYMLINK(lup_driver_get_content(D, "/a/victim", &b, &err), err,
+		      "/a");
+	CHECK(strstr(err.message, "/a is a symlink (not followed) on the way to /a/victim"));
+	CHECK_EQ_INT(b.len, 0);
+	CHECK_SYMLINK(lup_driver_put_content(D, "/a/new", "x", 1, &err), err,
+		      "/a");
+	CHECK_SYMLINK(lup_driver_put_content(D, "/a/sub/deep/new", "x", 1,
+					     &err), err, "/a");
+	CHECK_SYMLINK(lup_driver_put_content(D, "/a/victim", "pwned", 5, &err),
+		      err, "/a");
+	CHECK_SYMLINK(lup_driver_reader(D, "/a/victim", 0, &r, &err), err,
+		      "/a");
+	CHECK(r == NULL);
+	CHECK_SYMLINK(lup_driver_writer(D, "/a/victim", 1, &w, &err), err,
+		      "/a");
+	CHECK_SYMLINK(lup_driver_writer(D, "/a/victim", 0, &w, &err), err,
+		      "/a");
+	CHECK_SYMLINK(lup_driver_writer(D, "/a/n/m", 0, &w, &err), err, "/a");
+	CHECK(w == NULL);
+	CHECK_SYMLINK(lup_driver_stat(D, "/a/victim", &st, &err), err, "/a");
+	CHECK_SYMLINK(lup_driver_stat(D, "/a", &st, &err), err, "/a");
+	CHECK_SYMLINK(lup_driver_list(D, "/a", &l, &err), err, "/a");
+	CHECK_SYMLINK(lup_driver_list(D, "/a/sub", &l, &err), err, "/a");
+	CHECK_EQ_INT(l.count, 0);
+	CHECK_SYMLINK(lup_driver_move(D, "/a/victim", "/stolen", &err), err,
+		      "/a");
+	CHECK_EQ_INT(puts_("/f", "mine"), 0);
+	CHECK_SYMLINK(lup_driver_move(D, "/f", "/a/f", &err), err, "/a");
+	CHECK(has("/f", "mine", 4));
+	CHECK_SYMLINK(lup_driver_delete(D, "/a/victim", &err), err, "/a");
+	CHECK_SYMLINK(lup_driver_delete(D, "/a/sub", &err), err, "/a");
+	CHECK_SYMLINK(lup_driver_lock(D, "/a/victim", &tok, &err), err, "/a");
+	CHECK(tok == NULL);
+	CHECK(out_intact());
+	/* list shows the link (so a walk can report it) ... */
+	{
+		static const char *const want[] = { "/a", "/f" };
+
+		CHECK(list_is("/", want, 2));
+	}
+	/* ... and delete removes the link, never what it points at. */
+	CHECK_EQ_INT(lup_driver_delete(D, "/a", &err), 0);
+	snprintf(p, sizeof(p), "%s/a", ROOT);
+	CHECK(!host_exists(p));
+	CHECK(out_intact());
+	CHECK_EQ_INT(lup_driver_delete(D, "/f", &err), 0);
+	lup_buf_free(&b);
+	lup_strlist_free(&l);
+}
+
+TEST(fs_symlink_leaf)
+{
+	lup_error err;
+	lup_buf b = { 0 };
+	lup_reader *r = NULL;
+	lup_writer *w = NULL;
+	lup_stat st;
+	void *tok = NULL;
+	char p[600], victim[600], ghost[600];
+
+	make_out();
+	snprintf(victim, sizeof(victim), "%s/victim", OUT);
+	snprintf(ghost, sizeof(ghost), "%s/ghost", OUT);
+	CHECK_EQ_INT(puts_("/d/ok", "fine"), 0);
+	link_in_root(victim, "d/l");
+	link_in_root(ghost, "d/dangling");
+	CHECK_SYMLINK(lup_driver_get_content(D, "/d/l", &b, &err), err,
+		      "/d/l");
+	CHECK_EQ_STR(err.message,
+		     "filesystem: /d/l is a symlink (not followed)");
+	CHECK_SYMLINK(lup_driver_reader(D, "/d/l", 0, &r, &err), err, "/d/l");
+	CHECK_SYMLINK(lup_driver_writer(D, "/d/l", 1, &w, &err), err, "/d/l");
+	CHECK_SYMLINK(lup_driver_writer(D, "/d/l", 0, &w, &err), err, "/d/l");
+	CHECK_SYMLINK(lup_driver_writer(D, "/d/dangling", 0, &w, &err), err,
+		      "/d/dangling");
+	CHECK_SYMLINK(lup_driver_stat(D, "/d/l", &st, &err), err, "/d/l");
+	CHECK_SYMLINK(lup_driver_lock(D, "/d/l", &tok, &err), err, "/d/l");
+	CHECK_SYMLINK(lup_driver_put_content(D, "/d/l", "pwned", 5, &err), err,
+		      "/d/l");
+	CHECK_SYMLINK(lup_driver_put_content(D, "/d/dangling", "x", 1, &err),
+		      err, "/d/dangling");
+	/* moving a link would smuggle it where readers trust it */
+	CHECK_SYMLINK(lup_driver_move(D, "/d/l", "/d/moved", &err), err,
+		      "/d/l");
+	CHECK_SYMLINK(lup_driver_move(D, "/d/ok", "/d/l", &err), err, "/d/l");
+	CHECK(has("/d/ok", "fine", 4));
+	CHECK(r == NULL && w == NULL && tok == NULL);
+	CHECK(!host_exists(ghost));
+	CHECK(out_intact());
+	snprintf(p, sizeof(p), "%s/d/l", ROOT);
+	CHECK(host_is_link(p));
+	snprintf(p, sizeof(p), "%s/d", ROOT);
+	CHECK_EQ_INT(count_dir(p, ".lup~"), 0); /* no temporary left */
+
+	/* Deleting a link removes the link. */
+	CHECK_EQ_INT(lup_driver_delete(D, "/d/l", &err), 0);
+	CHECK(out_intact());
+	/* A tree holding links to a directory and a file: the links go,
+	 * their targets stay. */
+	link_in_root(OUT, "d/dirlink");
+	CHECK_EQ_INT(puts_("/d/sub/x", "x"), 0);
+	link_in_root(victim, "d/sub/filelink");
+	CHECK_EQ_INT(lup_driver_delete(D, "/d", &err), 0);
+	snprintf(p, sizeof(p), "%s/d", ROOT);
+	CHECK(!host_exists(p));
+	CHECK(out_intact());
+	lup_buf_free(&b);
+}
+
+TEST(fs_special_files)
+{
+	lup_error err;
+	lup_buf b = { 0 };
+	lup_reader *r = NULL;
+	lup_writer *w = NULL;
+	lup_strlist l = { 0 };
+	void *tok = NULL;
+	char p[600];
+
+	/* A FIFO where a file belongs: refused at once, never a hang (main
+	 * arms an alarm). */
+	CHECK_EQ_INT(puts_("/sp/x", "x"), 0);
+	snprintf(p, sizeof(p), "%s/sp/fifo", ROOT);
+	CHECK_EQ_INT(mkfifo(p, 0644), 0);
+	CHECK_EQ_INT(lup_driver_get_content(D, "/sp/fifo", &b, &err), LUP_EIO);
+	CHECK(strstr(err.message, "not a file"));
+	CHECK_EQ_INT(lup_driver_reader(D, "/sp/fifo", 0, &r, &err), LUP_EIO);
+	CHECK_EQ_INT(lup_driver_writer(D, "/sp/fifo", 1, &w, &err), LUP_EIO);
+	CHECK_EQ_INT(lup_driver_writer(D, "/sp/fifo", 0, &w, &err), LUP_EIO);
+	CHECK_EQ_INT(lup_driver_lock(D, "/sp/fifo", &tok, &err), LUP_EIO);
+	CHECK(r == NULL && w == NULL && tok == NULL);
+
+	/* Files where directories belong: clear errors. */
+	CHECK_EQ_INT(lup_driver_put_content(D, "/sp/x/y", "1", 1, &err),
+		     LUP_EIO);
+	CHECK(strstr(err.message, "not a directory: /sp/x"));
+	CHECK_EQ_INT(lup_driver_writer(D, "/sp/x/y/z", 0, &w, &err), LUP_EIO);
+	CHECK(strstr(err.message, "not a directory: /sp/x"));
+	CHECK_EQ_INT(lup_driver_move(D, "/sp/fifo", "/sp/x/fifo", &err),
+		     LUP_EIO);
+	CHECK_EQ_INT(lup_driver_get_content(D, "/sp/x/y", &b, &err),
+		     LUP_EPATH_NOT_FOUND);
+	CHECK_EQ_INT(lup_driver_list(D, "/sp/x", &l, &err), LUP_EIO);
+	CHECK_EQ_INT(l.count, 0);
+	CHECK_EQ_INT(lup_driver_delete(D, "/sp", &err), 0);
+	lup_buf_free(&b);
+}
+
+TEST(fs_symlinked_root)
+{
+	lup_driver *d2 = NULL;
+	lup_error err;
+	lup_buf b = { 0 };
+	char link[600], p[600];
+
+	/* The root itself may be a symlink: resolved once, at open. */
+	snprintf(link, sizeof(link), "%s-link", ROOT);
+	unlink(link);
+	CHECK_EQ_INT(symlink(ROOT, link), 0);
+	CHECK_EQ_INT(lup_driver_filesystem(&d2, link, NULL, &err), 0);
+	if (d2) {
+		CHECK_EQ_INT(lup_driver_put_content(d2, "/via/link", "ok", 2,
+						    &err), 0);
+		CHECK_EQ_INT(lup_driver_get_content(d2, "/via/link", &b, &err),
+			     0);
+		CHECK(b.len == 2 && memcmp(b.data, "ok", 2) == 0);
+		snprintf(p, sizeof(p), "%s/via/link", ROOT);
+		CHECK(host_has(p, "ok"));
+		/* Moving the link afterwards does not move the store. */
+		CHECK_EQ_INT(unlink(link), 0);
+		CHECK_EQ_INT(symlink(OUT, link), 0);
+		CHECK_EQ_INT(lup_driver_put_content(d2, "/via/two", "2", 1,
+						    &err), 0);
+		snprintf(p, sizeof(p), "%s/via/two", ROOT);
+		CHECK(host_has(p, "2"));
+		CHECK_EQ_INT(lup_driver_delete(d2, "/via", &err), 0);
+		lup_driver_release(d2);
+	}
+	unlink(link);
+	lup_buf_free(&b);
+}
+
+/* The race a check-then-open design loses: a directory on the path is
+ * swapped for a symlink to OUT (renameat2 RENAME_EXCHANGE, atomic) while
+ * the driver works through it.  Nothing may ever land in OUT. */
+typedef struct {
+	atomic_int stop;
+	char a[600], b[600];
+	long swaps;
+} swapper;
+
+static void *swap_run(void *arg)
+{
+	swapper *sw = arg;
+
+	while (!atomic_load(&sw->stop)) {
+		if (renameat2(AT_FDCWD, sw->a, AT_FDCWD, sw->b,
+			      RENAME_EXCHANGE) == 0)
+			sw->swaps++;
+		sched_yield(); /* let the driver run (valgrind serialises) */
+	}
+	return NULL;
+}
+
+TEST(fs_swap_race)
+{
+	static swapper sw;
+	pthread_t th;
+	lup_error err;
+	lup_buf b = { 0 };
+	int i, hits = 0;
+
+	make_out();
+	CHECK_EQ_INT(puts_("/race/s/seed", "x"), 0);
+	snprintf(sw.a, sizeof(sw.a), "%s/race/s", ROOT);
+	snprintf(sw.b, sizeof(sw.b), "%s/race/t", ROOT);
+	CHECK_EQ_INT(symlink(OUT, sw.b), 0);
+	atomic_init(&sw.stop, 0);
+	sw.swaps = 0;
+	if (pthread_create(&th, NULL, swap_run, &sw) != 0) {
+		CHECK(0);
+		return;
+	}
+	for (i = 0; i < 1500; i++) {
+		lup_writer *w = NULL;
+
+		lup_driver_put_content(D, "/race/s/victim", "pwned", 5, &err);
+		lup_driver_put_content(D, "/race/s/sub/new", "new", 3, &err);
+		b.len = 0;
+		if (lup_driver_get_content(D, "/race/s/victim", &b, &err) == 0 &&
+		    b.len == 6 && memcmp(b.data, "secret", 6) == 0)
+			hits++;
+		if (lup_driver_writer(D, "/race/s/w", 1, &w, &err) == 0) {
+			w->write(w, "w", 1, &err);
+			w->close(w, &err);
+		}
+		lup_driver_delete(D, "/race/s/victim", &err);
+		lup_driver_delete(D, "/race/s/sub", &err);
+		/* Swap here too, so both states are met whatever the
+		 * scheduler does; the thread adds the mid-call swaps. */
+		(void)renameat2(AT_FDCWD, sw.a, AT_FDCWD, sw.b,
+				RENAME_EXCHANGE);
+	}
+	atomic_store(&sw.stop, 1);
+	pthread_join(th, NULL);
+	printf("# %ld swaps during 1500 rounds\n", sw.swaps);
+	CHECK_EQ_INT(hits, 0);
+	CHECK(out_intact());
+	CHECK_EQ_INT(lup_driver_delete(D, "/race", &err), 0);
+	lup_buf_free(&b);
+}
+
+static int tmp_count, tmp_removed;
+static char tmp_last[600];
+
+static void tmp_cb(void *arg, const char *path, int64_t mtime_ns,
+		   int64_t size, int removed)
+{
+	(void)arg;
+	(void)mtime_ns;
+	(void)size;
+	tmp_count++;
+	tmp_removed += removed;
+	snprintf(tmp_last, sizeof(tmp_last), "%s", path);
+}
+
+static void make_old(const char *path)
+{
+	struct timespec ts[2] = { { 1577836800, 0 }, { 1577836800, 0 } };
+
+	CHECK_EQ_INT(utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+TEST(fs_stale_temporaries)
+{
+	lup_error err;
+	lup_driver *mem = NULL;
+	char old1[600], old2[600], fresh[600], odd[600], outside[600];
+	int64_t hour_ago = ((int64_t)time(NULL) - 3600) * 1000000000;
+
+	make_out();
+	CHECK_EQ_INT(puts_("/tt/a/b/file", "f"), 0);
+	snprintf(old1, sizeof(old1), "%s/tt/a/b/.lup~0123456789abcdef", ROOT);
+	snprintf(old2, sizeof(old2), "%s/tt/.lup~00000000000000ff", ROOT);
+	snprintf(fresh, sizeof(fresh), "%s/tt/a/.lup~fedcba9876543210", ROOT);
+	snprintf(odd, sizeof(odd), "%s/tt/.lup~not-hex-at-all!", ROOT);
+	snprintf(outside, sizeof(outside), "%s/.lup~1111111111111111", OUT);
+	host_write(old1, "o1");
+	host_write(old2, "o2");
+	host_write(fresh, "fr");
+	host_write(odd, "od");
+	host_write(outside, "out");
+	make_old(old1);
+	make_old(old2);
+	make_old(odd);
+	make_old(outside);
+	link_in_root(OUT, "tt/a/ln"); /* never walked through */
+
+	tmp_count = tmp_removed = 0;
+	CHECK_EQ_INT(lup_fs_temporaries(D, "/tt", hour_ago, 0, tmp_cb, NULL,
+					&err), 0);
+	CHECK_EQ_INT(tmp_count, 2);
+	CHECK_EQ_INT(tmp_removed, 0);
+	CHECK(host_exists(old1) && host_exists(old2));
+	tmp_count = 0;
+	CHECK_EQ_INT(lup_fs_temporaries(D, "/tt/a", hour_ago, 1, tmp_cb, NULL,
+					&err), 0);
+	CHECK_EQ_INT(tmp_count, 1);
+	CHECK_EQ_INT(tmp_removed, 1);
+	CHECK_EQ_STR(tmp_last, "/tt/a/b/.lup~0123456789abcdef");
+	CHECK(!host_exists(old1) && host_exists(old2) && host_exists(fresh));
+	tmp_count = tmp_removed = 0;
+	CHECK_EQ_INT(lup_fs_temporaries(D, "/", hour_ago, 1, tmp_cb, NULL,
+					&err), 0);
+	CHECK_EQ_INT(tmp_count, 1);
+	CHECK_EQ_INT(tmp_removed, 1);
+	CHECK(!host_exists(old2) && host_exists(fresh) && host_exists(odd));
+	CHECK(host_has(outside, "out"));
+	CHECK_EQ_INT(lup_fs_temporaries(D, "/none", hour_ago, 1, NULL, NULL,
+					&err), LUP_EPATH_NOT_FOUND);
+	CHECK_EQ_INT(lup_fs_temporaries(D, "/tt/a/ln", hour_ago, 1, NULL, NULL,
+					&err), LUP_EINVALID_PATH);
+	CHECK_EQ_INT(lup_fs_temporaries(D, "/../x", hour_ago, 1, NULL, NULL,
+					&err), LUP_EINVALID_PATH);
+	CHECK(host_has(outside, "out"));
+	CHECK_EQ_INT(lup_driver_memory(&mem, &err), 0);
+	CHECK_EQ_INT(lup_fs_temporaries(mem, "/", hour_ago, 1, NULL, NULL,
+					&err), LUP_EUNSUPPORTED);
+	lup_driver_release(mem);
+	CHECK_EQ_INT(lup_driver_delete(D, "/tt", &err), 0);
+	unlink(outside);
+}
+
 static void run_table(void)
 {
 	RUN_ON(root_exists);
@@ -1225,17 +1669,39 @@ int main(void)
 		return 1;
 	}
 	snprintf(ROOT, sizeof(ROOT), "%s/store", tmpl);
-	if (lup_driver_filesystem(&D, ROOT, NULL, &err) != 0) {
-		printf("Bail out! filesystem driver: %s\n", err.message);
-		rm_rf(tmpl);
-		return 1;
+	snprintf(OUT, sizeof(OUT), "%s/outside", tmpl);
+	/* A FIFO or a walk through a symlink loop must never hang us. */
+	alarm(600);
+	for (int walk = 0; walk < 2; walk++) {
+		lup_fs_options opts = LUP_FS_OPTIONS_INIT;
+
+		opts.resolve = walk ? LUP_FS_RESOLVE_WALK : LUP_FS_RESOLVE_AUTO;
+		if (lup_driver_filesystem(&D, ROOT, &opts, &err) != 0) {
+			printf("Bail out! filesystem driver: %s\n",
+			       err.message);
+			rm_rf(tmpl);
+			return 1;
+		}
+		DN = D->name;
+		IS_FS = 1;
+		printf("# filesystem driver, %s resolver\n",
+		       lup_fs_resolver(D) == LUP_FS_RESOLVE_WALK ? "walk"
+								 : "openat2");
+		if (walk)
+			CHECK_EQ_INT(lup_fs_resolver(D), LUP_FS_RESOLVE_WALK);
+		else
+			CHECK_EQ_INT(lup_fs_resolver(NULL), -1);
+		run_table();
+		RUN_ON(fs_layout);
+		RUN_ON(fs_two_handles);
+		RUN_ON(fs_symlink_dir);
+		RUN_ON(fs_symlink_leaf);
+		RUN_ON(fs_special_files);
+		RUN_ON(fs_symlinked_root);
+		RUN_ON(fs_swap_race);
+		RUN_ON(fs_stale_temporaries);
+		lup_driver_release(D);
 	}
-	DN = D->name;
-	IS_FS = 1;
-	run_table();
-	RUN_ON(fs_layout);
-	RUN_ON(fs_two_handles);
-	lup_driver_release(D);
 	rm_rf(tmpl);
 	return test_done();
 }

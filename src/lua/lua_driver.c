@@ -9,7 +9,9 @@
  * so d:close() does not pull the rug from under them.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "lua/lua_util.h"
 
@@ -261,6 +263,123 @@ static int driver_list(lua_State *L)
 	lup_strlist_free(&list);
 	if (status != LUA_OK)
 		return lua_error(L);
+	return 1;
+}
+
+/* Stale temporaries found by d:temporaries (filesystem driver only). */
+typedef struct tmp_list {
+	struct tmp_item {
+		char *path;
+		int64_t mtime_ns, size;
+		int removed;
+	} *items;
+	size_t count, cap;
+	int oom;
+} tmp_list;
+
+static void tmp_collect(void *arg, const char *path, int64_t mtime_ns,
+			int64_t size, int removed)
+{
+	tmp_list *l = arg;
+
+	if (l->oom)
+		return;
+	if (l->count == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		struct tmp_item *n = realloc(l->items, cap * sizeof(*n));
+
+		if (!n) {
+			l->oom = 1;
+			return;
+		}
+		l->items = n;
+		l->cap = cap;
+	}
+	if (!(l->items[l->count].path = strdup(path))) {
+		l->oom = 1;
+		return;
+	}
+	l->items[l->count].mtime_ns = mtime_ns;
+	l->items[l->count].size = size;
+	l->items[l->count].removed = removed;
+	l->count++;
+}
+
+static void tmp_list_free(tmp_list *l)
+{
+	for (size_t i = 0; i < l->count; i++)
+		free(l->items[i].path);
+	free(l->items);
+}
+
+static int push_tmp_list(lua_State *L)
+{
+	tmp_list *l = lua_touserdata(L, 1);
+
+	lua_createtable(L, (int)l->count, 0);
+	for (size_t i = 0; i < l->count; i++) {
+		lua_createtable(L, 0, 4);
+		lua_pushstring(L, l->items[i].path);
+		lua_setfield(L, -2, "path");
+		lua_pushinteger(L, (lua_Integer)l->items[i].size);
+		lua_setfield(L, -2, "size");
+		lua_pushnumber(L, (lua_Number)l->items[i].mtime_ns / 1e9);
+		lua_setfield(L, -2, "mtime");
+		lua_pushboolean(L, l->items[i].removed);
+		lua_setfield(L, -2, "removed");
+		lua_rawseti(L, -2, (lua_Integer)i + 1);
+	}
+	return 1;
+}
+
+/* d:temporaries(path [, older_than_seconds [, remove]]) -> {{path, size,
+ * mtime, removed}, ...} | nil, err: the filesystem driver's stale
+ * ".lup~<hex>" files under path (UNSUPPORTED for other drivers). */
+static int driver_temporaries(lua_State *L)
+{
+	lup_error err;
+	lup_driver *d = lup_lua_check_driver(L, 1);
+	const char *path = luaL_checkstring(L, 2);
+	lua_Number older = luaL_optnumber(L, 3, 0);
+	int remove = lua_toboolean(L, 4), rc, status;
+	tmp_list list = { 0 };
+	struct timespec now;
+	int64_t before;
+
+	/* Also refuses NaN: no comparison with it is true. */
+	if (!(older >= 0 && older <= 1e11))
+		return luaL_argerror(L, 3, "older_than must be 0..1e11 seconds");
+	clock_gettime(CLOCK_REALTIME, &now);
+	before = ((int64_t)now.tv_sec - (int64_t)older) * 1000000000 +
+		 now.tv_nsec;
+	lup_driver_retain(d);
+	rc = lup_fs_temporaries(d, path, before, remove, tmp_collect, &list,
+				&err);
+	lup_driver_release(d);
+	if (rc == 0 && list.oom)
+		rc = lup_error_set(&err, LUP_EIO, path, "out of memory");
+	if (rc < 0) {
+		tmp_list_free(&list);
+		return lup_lua_fail(L, &err);
+	}
+	lua_pushcfunction(L, push_tmp_list);
+	lua_pushlightuserdata(L, &list);
+	status = lua_pcall(L, 1, 1, 0);
+	tmp_list_free(&list);
+	if (status != LUA_OK)
+		return lua_error(L);
+	return 1;
+}
+
+/* d:resolver() -> "openat2" | "walk" (filesystem driver), nil otherwise. */
+static int driver_resolver(lua_State *L)
+{
+	int r = lup_fs_resolver(lup_lua_check_driver(L, 1));
+
+	if (r < 0)
+		lua_pushnil(L);
+	else
+		lua_pushstring(L, r == LUP_FS_RESOLVE_WALK ? "walk" : "openat2");
 	return 1;
 }
 
@@ -617,7 +736,8 @@ static int lock_tostring(lua_State *L)
 
 /* Constructors. */
 
-/* layerup.filesystem(root [, {fsync = bool}]) -> driver | nil, err */
+/* layerup.filesystem(root [, {fsync = bool, resolve = "auto"|"walk"}])
+ * -> driver | nil, err */
 static int new_filesystem(lua_State *L)
 {
 	size_t rlen;
@@ -638,6 +758,19 @@ static int new_filesystem(lua_State *L)
 		if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
 			return luaL_argerror(L, 2, "fsync must be a boolean");
 		opts.fsync = lua_toboolean(L, -1);
+		lua_pop(L, 1);
+		lua_getfield(L, 2, "resolve");
+		if (!lua_isnil(L, -1)) {
+			const char *r = lua_tostring(L, -1);
+
+			if (!lua_isstring(L, -1) ||
+			    (strcmp(r, "walk") != 0 && strcmp(r, "auto") != 0))
+				return luaL_argerror(L, 2,
+						     "resolve must be \"auto\" or \"walk\"");
+			opts.resolve = strcmp(r, "walk") == 0
+					       ? LUP_FS_RESOLVE_WALK
+					       : LUP_FS_RESOLVE_AUTO;
+		}
 		lua_pop(L, 1);
 	}
 	lup_lua_push_driver(L, NULL);
@@ -678,6 +811,8 @@ void lup_lua_open_driver(lua_State *L)
 		{ "reader", driver_reader },
 		{ "writer", driver_writer },
 		{ "lock", driver_lock },
+		{ "temporaries", driver_temporaries },
+		{ "resolver", driver_resolver },
 		{ "close", driver_close_method },
 		{ NULL, NULL },
 	};

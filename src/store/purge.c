@@ -81,7 +81,11 @@ static int describe(lup_store *s, const char *repo, const char *uuid,
 
 	if (lup_read_startedat(s, repo, uuid, &started, NULL) != 0) {
 		lup_path_upload_dir(path, repo, uuid);
-		started = newest_mtime(s, path, 0);
+		/* A symlink in place of the directory ages as of the epoch:
+		 * purge removes the link (never what it points at). */
+		started = lup_s_stat(s, path, &st, NULL) == 0
+				  ? newest_mtime(s, path, 0)
+				  : 0;
 	}
 	lup_path_upload_file(path, repo, uuid, "data");
 	if (lup_s_stat(s, path, &st, NULL) == 0 && !st.is_dir)
@@ -118,6 +122,7 @@ static int walk(lup_store *s, const char *dir, const char *repo,
 		}
 		if (name[0] == '_' || name[0] == '\0')
 			continue;
+		/* A symlink fails stat: never descended into. */
 		if (lup_s_stat(s, kids.items[i], &st, NULL) != 0 || !st.is_dir)
 			continue;
 		if (snprintf(sub, sizeof(sub), "%s%s%s", repo, *repo ? "/" : "",
@@ -158,6 +163,53 @@ int lup_store_uploads(lup_store *s, const char *repo, lup_upload_list *out,
 	if (out->count > 1)
 		qsort(out->items, out->count, sizeof(*out->items), cmp_info);
 	return 0;
+}
+
+typedef struct {
+	lup_store *s;
+	int dry_run;
+} tmp_ctx;
+
+static void tmp_found(void *arg, const char *path, int64_t mtime_ns,
+		      int64_t size, int removed)
+{
+	tmp_ctx *c = arg;
+	lup_field f[] = { lup_fs("path", path),
+			  lup_fi("mtime", mtime_ns / 1000000000),
+			  lup_fi("size", size), lup_fb("dry_run", c->dry_run),
+			  lup_fb("removed", removed) };
+
+	lup_store_log(c->s, "purge.temporary", f, 5);
+}
+
+/* Stale temporaries of the filesystem driver under repositories/ and
+ * blobs/ (other drivers have none).  A failure to remove one is reported
+ * like a held upload: purge.skip, and the purge goes on. */
+static void sweep_temporaries(lup_store *s, int64_t cutoff, int dry_run)
+{
+	static const char *const roots[] = { LUP_REPOS_ROOT,
+					     LUP_V2_ROOT "/blobs" };
+	tmp_ctx c = { s, dry_run };
+	/* cutoff may be far in the past (a huge older_than): saturate. */
+	int64_t before = cutoff < INT64_MIN / 1000000000 ? INT64_MIN
+			 : cutoff > INT64_MAX / 1000000000
+				 ? INT64_MAX
+				 : cutoff * 1000000000;
+
+	for (size_t i = 0; i < sizeof(roots) / sizeof(roots[0]); i++) {
+		lup_error e;
+		int rc;
+
+		lup_error_clear(&e);
+		rc = lup_fs_temporaries(lup_store_driver(s), roots[i],
+					before, !dry_run,
+					tmp_found, &c, &e);
+		if (rc == LUP_EIO) {
+			lup_field f[] = { lup_fs("path", roots[i]),
+					  lup_fs("reason", e.message) };
+			lup_store_log(s, "purge.skip", f, 2);
+		}
+	}
 }
 
 int lup_store_purge(lup_store *s, int64_t older_than, int dry_run,
@@ -226,5 +278,7 @@ int lup_store_purge(lup_store *s, int64_t older_than, int dry_run,
 	lup_upload_list_free(&all);
 	if (rc)
 		lup_upload_list_free(out);
+	else
+		sweep_temporaries(s, cutoff, dry_run);
 	return rc;
 }

@@ -117,6 +117,15 @@ int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
 	lup_field f[10];
 	size_t k = 0;
 
+	/* The store builds valid paths only, so a driver's INVALID_PATH means
+	 * the tree refused one: the filesystem driver met a symlink below its
+	 * root (never followed).  Said once per call, whoever made it. */
+	if (is_driver && err && err->code == LUP_EINVALID_PATH && attempt == 1) {
+		lup_field t[] = { lup_fs("op", op + 7),
+				  lup_fs("path", err->path),
+				  lup_fs("message", err->message) };
+		lup_store_log(s, "tree.symlink", t, 3);
+	}
 	if (!s->policy.retry || !err || (is_driver && !err->transient))
 		return 0;
 	if (!s->policy.retry(attempt, err, op, &delay, s->policy.payload))
