@@ -1,4 +1,3 @@
--- vm: lua5.4 only: it drives the CLI (lua5.4) through helpers.cli
 -- hashstate_spec.lua: layerup never persists a hash state that does not
 -- match the data (issue 8, defect 7), and the trust boundary with the
 -- rehash_on_finish store option, on every driver.
