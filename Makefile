@@ -1,6 +1,7 @@
 # layerup - one Makefile.  `make` builds the libraries and the Lua module,
 # `make run` does the main job, `make test` runs every test, `make check`
-# runs them under ASan+UBSan, `make bench` measures.
+# runs them under ASan+UBSan, `make bench` measures, `make install` and
+# `make uninstall` install and remove (PREFIX, DESTDIR, see below).
 #
 # BUILD selects the output directory (helpers and `make check` use their
 # own).  LUA_INC / LUA picks the Lua 5.4 headers and interpreter.
@@ -14,7 +15,11 @@ LUAJIT   ?= luajit
 LUAJIT_INC ?= $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 OPT      ?= -O2 -g
 SAN      ?=
-CFLAGS_ALL = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC \
+VERSION  := $(shell sed -n 's/^\#define LUP_VERSION_STRING "\(.*\)"/\1/p' include/layerup.h)
+SOMAJOR  := $(firstword $(subst ., ,$(VERSION)))
+SONAME   = liblayerup.so.$(SOMAJOR)
+# Only LUP_API declarations (the public headers) leave liblayerup.so.
+CFLAGS_ALL = -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC -fvisibility=hidden \
 	     -Iinclude -Isrc $(LUA_INC) $(OPT) $(SAN) $(CFLAGS)
 LIBS     = -lssl -lcrypto -luuid -lpthread -lcurl
 
@@ -33,10 +38,15 @@ CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 EXAMPLE_C = $(wildcard examples/*.c)
 EXAMPLE_BIN = $(EXAMPLE_C:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all deps run test check bench clean ctest fuzz serve
+.PHONY: all lib deps run test test-s3-swift check bench clean ctest fuzz \
+	install install-lib install-lua uninstall serve
 
-all: $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so \
-     $(BUILD)/luajit/layerup/core.so $(CTEST_BIN) $(EXAMPLE_BIN)
+LIBS_OUT = $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so
+
+all: $(LIBS_OUT) $(BUILD)/luajit/layerup/core.so $(CTEST_BIN) $(EXAMPLE_BIN)
+
+# The libraries and the Lua module only (what install needs).
+lib: $(LIBS_OUT)
 
 # Installs missing Debian packages when root, else names the command.
 deps:
@@ -50,12 +60,18 @@ $(BUILD)/liblayerup.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/liblayerup.so: $(LIB_OBJ)
-	$(CC) -shared $(SAN) -o $@ $^ $(LIBS)
+# liblayerup.so -> liblayerup.so.0 (the SONAME) -> liblayerup.so.0.1.0
+$(BUILD)/liblayerup.so.$(VERSION): $(LIB_OBJ)
+	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,-soname,$(SONAME) -o $@ $^ $(LIBS)
 
-$(BUILD)/layerup/core.so: $(LIB_OBJ) $(LUA_OBJ)
+$(BUILD)/liblayerup.so: $(BUILD)/liblayerup.so.$(VERSION)
+	ln -sf liblayerup.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $@
+
+$(BUILD)/layerup/core.so: $(LIB_OBJ) $(LUA_OBJ) src/lua/core.map
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(SAN) -o $@ $^ $(LIBS)
+	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,--version-script=src/lua/core.map \
+		-o $@ $(LIB_OBJ) $(LUA_OBJ) $(LIBS)
 
 # Neither build links liblua/libluajit: the host (lua5.4, luajit, nginx)
 # provides the symbols, and loading the wrong build fails cleanly.
@@ -63,9 +79,10 @@ $(BUILD)/luajit/obj/%.o: src/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(subst $(LUA_INC),$(LUAJIT_INC),$(CFLAGS_ALL)) -c $< -o $@
 
-$(BUILD)/luajit/layerup/core.so: $(LIB_OBJ) $(LUAJIT_OBJ)
+$(BUILD)/luajit/layerup/core.so: $(LIB_OBJ) $(LUAJIT_OBJ) src/lua/core.map
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(SAN) -o $@ $^ $(LIBS)
+	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,--version-script=src/lua/core.map \
+		-o $@ $(LIB_OBJ) $(LUAJIT_OBJ) $(LIBS)
 
 $(BUILD)/tests/%: spec/c/%.c spec/c/test.h $(BUILD)/liblayerup.a
 	@mkdir -p $(dir $@)
@@ -82,6 +99,15 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) LUA=$(LUA) spec/run
+
+# The S3 suites (driver conformance, upload/store/purge specs, the S3
+# spec) once more, on Swift's s3api instead of Ceph RGW (tools/s3-swift).
+S3_SUITES = spec/driver_spec.lua spec/upload_spec.lua spec/store_spec.lua \
+	    spec/purge_spec.lua spec/integration/s3_spec.lua \
+	    spec/integration/s3_faults_spec.lua
+test-s3-swift: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) LUA=$(LUA) LUP_S3_SERVER=swift ONLY="$(S3_SUITES)" spec/run
 
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
@@ -100,5 +126,75 @@ bench: deps
 fuzz: deps
 	@tools/fuzz
 
+# Install.  Directories follow GNU and LuaRocks naming; the defaults are
+# where Debian's lua5.4 looks (package.path/cpath under /usr/local).
+#   PREFIX      /usr/local
+#   BINDIR      $(PREFIX)/bin                the layerup command
+#   INCLUDEDIR  $(PREFIX)/include            layerup.h, layerup/*.h
+#   CLIBDIR     $(PREFIX)/lib                liblayerup.so*, liblayerup.a
+#   PKGCONFIGDIR $(CLIBDIR)/pkgconfig        layerup.pc
+#   LUADIR      $(PREFIX)/share/lua/5.4      layerup/*.lua (LuaRocks' LUADIR)
+#   LIBDIR      $(PREFIX)/lib/lua/5.4        layerup/core.so (LuaRocks' LIBDIR)
+# DESTDIR is prepended to every path (staged installs, packaging).
+PREFIX       ?= /usr/local
+BINDIR       ?= $(PREFIX)/bin
+INCLUDEDIR   ?= $(PREFIX)/include
+CLIBDIR      ?= $(PREFIX)/lib
+PKGCONFIGDIR ?= $(CLIBDIR)/pkgconfig
+LUADIR       ?= $(PREFIX)/share/lua/5.4
+LIBDIR       ?= $(PREFIX)/lib/lua/5.4
+INSTALL      ?= install
+
+PUB_HDRS  = $(wildcard include/layerup/*.h)
+SYS_HDRS  = $(wildcard include/layerup/sys/*.h)
+LUA_MODS  = $(patsubst lua/%,%,$(shell find lua/layerup -name '*.lua' | sort))
+# layerup.pc paths relative to ${prefix} where they are below it.
+pcdir = $(patsubst $(PREFIX)/%,$${prefix}/%,$(1))
+
+install: install-lib install-lua
+
+install-lib: lib
+	$(INSTALL) -d $(DESTDIR)$(CLIBDIR) $(DESTDIR)$(PKGCONFIGDIR) \
+		$(DESTDIR)$(INCLUDEDIR)/layerup/sys
+	$(INSTALL) -m 644 $(BUILD)/liblayerup.a $(DESTDIR)$(CLIBDIR)/
+	$(INSTALL) -m 755 $(BUILD)/liblayerup.so.$(VERSION) $(DESTDIR)$(CLIBDIR)/
+	ln -sf liblayerup.so.$(VERSION) $(DESTDIR)$(CLIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(CLIBDIR)/liblayerup.so
+	$(INSTALL) -m 644 include/layerup.h $(DESTDIR)$(INCLUDEDIR)/
+	$(INSTALL) -m 644 $(PUB_HDRS) $(DESTDIR)$(INCLUDEDIR)/layerup/
+	$(INSTALL) -m 644 $(SYS_HDRS) $(DESTDIR)$(INCLUDEDIR)/layerup/sys/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@CLIBDIR@|$(call pcdir,$(CLIBDIR))|' \
+	    -e 's|@INCLUDEDIR@|$(call pcdir,$(INCLUDEDIR))|' \
+	    layerup.pc.in >$(DESTDIR)$(PKGCONFIGDIR)/layerup.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/layerup.pc
+
+# The Lua module, the policy modules and the command (also what the
+# LuaRocks rockspec installs).  bin/layerup learns where its modules are.
+install-lua: lib
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/layerup $(DESTDIR)$(BINDIR)
+	$(INSTALL) -m 755 $(BUILD)/layerup/core.so $(DESTDIR)$(LIBDIR)/layerup/
+	for m in $(LUA_MODS); do \
+		$(INSTALL) -D -m 644 lua/$$m $(DESTDIR)$(LUADIR)/$$m || exit 1; \
+	done
+	sed -e 's|^local INSTALLED_LUADIR, INSTALLED_LIBDIR = nil, nil$$|local INSTALLED_LUADIR, INSTALLED_LIBDIR = "$(LUADIR)", "$(LIBDIR)"|' \
+	    bin/layerup >$(DESTDIR)$(BINDIR)/layerup
+	chmod 755 $(DESTDIR)$(BINDIR)/layerup
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/layerup
+	rm -f $(DESTDIR)$(LIBDIR)/layerup/core.so
+	for m in $(LUA_MODS); do rm -f $(DESTDIR)$(LUADIR)/$$m; done
+	rm -f $(DESTDIR)$(CLIBDIR)/liblayerup.a \
+	      $(DESTDIR)$(CLIBDIR)/liblayerup.so \
+	      $(DESTDIR)$(CLIBDIR)/$(SONAME) \
+	      $(DESTDIR)$(CLIBDIR)/liblayerup.so.$(VERSION) \
+	      $(DESTDIR)$(PKGCONFIGDIR)/layerup.pc \
+	      $(DESTDIR)$(INCLUDEDIR)/layerup.h
+	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(PUB_HDRS:include/%=%) $(SYS_HDRS:include/%=%))
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/layerup/sys $(DESTDIR)$(INCLUDEDIR)/layerup \
+	       $(DESTDIR)$(LIBDIR)/layerup $(DESTDIR)$(LUADIR)/layerup/middleware \
+	       $(DESTDIR)$(LUADIR)/layerup 2>/dev/null
+
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-rock

@@ -5,8 +5,20 @@
 --   * links every blob into "cache/all" too, and refuses pushes into the
 --     read-only "mirror/" namespace,
 --   * logs logfmt lines to stdout and keeps JSON lines in a file.
--- Run from the repository root after `make`:
---   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' lua5.4 examples/custom_policy.lua
+-- Run after `make` (from the repository root, or with any path to it):
+--   lua5.4 examples/custom_policy.lua
+
+-- From a checkout this uses its lua/ and build/ (after LUA_PATH/LUA_CPATH
+-- when those are set); an installed layerup needs none of it.
+do
+	local top = ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
+	local function add(cur, mine, env)
+		if os.getenv(env) then return cur .. ";" .. mine end
+		return mine .. ";" .. cur
+	end
+	package.path = add(package.path, top .. "/lua/?.lua;" .. top .. "/lua/?/init.lua", "LUA_PATH")
+	package.cpath = add(package.cpath, top .. "/build/?.so", "LUA_CPATH")
+end
 
 local layerup = require "layerup"
 local retry = require "layerup.retry"

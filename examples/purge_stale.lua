@@ -5,6 +5,18 @@
 -- Makes a store in a temporary directory with one fresh upload and one
 -- that "started" in 2020 (its startedat is rewritten through the driver),
 -- looks at them, does a dry run, then purges what is older than a week.
+-- From a checkout this uses its lua/ and build/ (after LUA_PATH/LUA_CPATH
+-- when those are set); an installed layerup needs none of it.
+do
+	local top = ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
+	local function add(cur, mine, env)
+		if os.getenv(env) then return cur .. ";" .. mine end
+		return mine .. ";" .. cur
+	end
+	package.path = add(package.path, top .. "/lua/?.lua;" .. top .. "/lua/?/init.lua", "LUA_PATH")
+	package.cpath = add(package.cpath, top .. "/build/?.so", "LUA_CPATH")
+end
+
 local layerup = require "layerup"
 
 local WEEK = 7 * 24 * 3600

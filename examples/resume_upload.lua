@@ -7,6 +7,18 @@
 -- the SHA-256 state is saved beside it.  Session 2 resumes by id from a
 -- fresh store handle: the offset comes back, the hash is restored from the
 -- saved state (no byte is read again), and finish verifies the digest.
+-- From a checkout this uses its lua/ and build/ (after LUA_PATH/LUA_CPATH
+-- when those are set); an installed layerup needs none of it.
+do
+	local top = ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
+	local function add(cur, mine, env)
+		if os.getenv(env) then return cur .. ";" .. mine end
+		return mine .. ";" .. cur
+	end
+	package.path = add(package.path, top .. "/lua/?.lua;" .. top .. "/lua/?/init.lua", "LUA_PATH")
+	package.cpath = add(package.cpath, top .. "/build/?.so", "LUA_CPATH")
+end
+
 local layerup = require "layerup"
 
 local p = assert(io.popen("mktemp -d /tmp/layerup-example.XXXXXX"))

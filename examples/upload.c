@@ -2,11 +2,15 @@
  * upload.c - the C API in a nutshell: start an upload on the filesystem
  * driver, write it in chunks, stop (close), resume it by id, write the
  * rest, and finish it with the digest computed alongside with lup_hash.
- * Prints the digest; exit status 0 on success.
+ * Reads the blob back through the store to check it.  Prints the digest;
+ * exit status 0 on success.
  *
- *   cc -Iinclude examples/upload.c build/liblayerup.a -lssl -lcrypto -luuid -lpthread
- *   ./a.out [root]        (default: a fresh directory under /tmp, removed after)
+ * After `make install`:
+ *   cc -o upload examples/upload.c $(pkg-config --cflags --libs layerup)
+ * From a checkout, `make` builds it as build/examples/upload.
+ *   ./upload [root]       (default: a fresh directory under /tmp, removed after)
  */
+#define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +39,9 @@ int main(int argc, char **argv)
 	lup_upload *up = NULL;
 	lup_blob_info blob;
 	lup_error err;
-	lup_hash hash;
+	lup_hash hash, check;
+	lup_reader *reader;
+	int64_t got;
 	unsigned char chunk[CHUNK];
 	char uuid[37], hex[LUP_HASH_MAX_DIGEST * 2 + 1], digest[8 + sizeof(hex)];
 	size_t sent = 0;
@@ -102,13 +108,29 @@ int main(int argc, char **argv)
 	       (long long)lup_upload_bytes_reread(up));
 	if (strcmp(blob.digest, digest) != 0 || blob.size != TOTAL)
 		goto out;
+
+	/* Read it back: the reader streams the blob linked in the repo. */
+	if (lup_store_open_blob(store, "examples/hello", digest, &reader,
+				&err) != 0)
+		goto out;
+	lup_hash_init(&check, LUP_SHA256);
+	while ((got = lup_reader_read(reader, chunk, sizeof(chunk), &err)) > 0)
+		lup_hash_update(&check, chunk, (size_t)got);
+	lup_reader_close(reader);
+	if (got < 0)
+		goto out;
+	lup_hash_peek_hex(&check, hex);
+	if (strcmp(digest + 7, hex) != 0) {
+		fprintf(stderr, "read back sha256:%s\n", hex);
+		goto out;
+	}
 	rc = 0;
 out:
 	if (rc && err.code)
 		fprintf(stderr, "error: %s: %s\n", lup_error_name(err.code),
 			err.message);
 	lup_upload_free(up);
-	lup_store_free(store);
+	lup_store_release(store);
 	lup_driver_release(driver);
 	if (root == tmp)
 		nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

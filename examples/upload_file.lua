@@ -4,6 +4,18 @@
 --
 -- Without arguments it makes a 1 MiB file itself.  The store lives in a
 -- temporary directory that is removed at the end; exit status 0 on success.
+-- From a checkout this uses its lua/ and build/ (after LUA_PATH/LUA_CPATH
+-- when those are set); an installed layerup needs none of it.
+do
+	local top = ((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/.."
+	local function add(cur, mine, env)
+		if os.getenv(env) then return cur .. ";" .. mine end
+		return mine .. ";" .. cur
+	end
+	package.path = add(package.path, top .. "/lua/?.lua;" .. top .. "/lua/?/init.lua", "LUA_PATH")
+	package.cpath = add(package.cpath, top .. "/build/?.so", "LUA_CPATH")
+end
+
 local layerup = require "layerup"
 
 local function tmpdir()

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layerup/driver.h"
+#include "layerup/sys/driver.h"
 
 #define REQUIRE(cond)                  \
 	do {                           \

@@ -18,6 +18,20 @@
  * the optional `lup_error *err` (last argument).  Handles are independent:
  * no global state.  A store may be shared by threads; an upload handle is
  * used by one thread at a time but may move between threads.
+ *
+ * Threads of our own: none, except that an upload which receives writes of
+ * 256 KiB or more starts one worker thread to hash while the caller's
+ * thread writes (joined when the upload is closed, finished, cancelled or
+ * freed).  Hosts that forbid threads (nginx workers, ...) set the store
+ * option hash_thread = 0: everything is then hashed on the caller's thread.
+ * The S3 driver starts threads only when asked to (upload_concurrency > 1:
+ * parts in flight on threads of their own); it uses libcurl, whose
+ * threaded resolver may run a name lookup on a short-lived thread.
+ *
+ * Two tiers, as in libgit2: this header (with layerup/driver.h,
+ * driver_s3.h, error.h and hash.h, which it includes) is for users of the
+ * engine; layerup/sys/driver.h adds the vtables for writing a storage
+ * driver.
  */
 #ifndef LAYERUP_H
 #define LAYERUP_H
@@ -25,7 +39,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "layerup/common.h"
 #include "layerup/driver.h"
+#include "layerup/driver_s3.h"
 #include "layerup/error.h"
 #include "layerup/hash.h"
 
@@ -102,14 +118,14 @@ typedef struct lup_policy {
 			    void *payload);
 } lup_policy;
 
-/* Version 2 added lup_policy.admit_upload, version 3 rehash_on_finish.
- * lup_store_open still accepts version 1 and 2 structs (compiled against
- * an older header: without those members), so existing binaries keep
- * working; what they lack takes its default. */
-#define LUP_STORE_OPTIONS_VERSION 3
+/* Version 2 added lup_policy.admit_upload, version 3 rehash_on_finish,
+ * version 4 hash_thread.  lup_store_open still accepts version 1, 2 and 3
+ * structs (compiled against an older header: without those members), so
+ * existing binaries keep working; what they lack takes its default. */
+#define LUP_STORE_OPTIONS_VERSION 4
 
 typedef struct lup_store_options {
-	unsigned version;     /* LUP_STORE_OPTIONS_VERSION (1, 2 or 3) */
+	unsigned version;     /* LUP_STORE_OPTIONS_VERSION (1 to 4) */
 	lup_policy policy;
 	int64_t max_size;     /* upload size limit in bytes, 0: none */
 	int64_t max_age;      /* resume refuses (and removes) older uploads,
@@ -121,20 +137,34 @@ typedef struct lup_store_options {
 	 * after close with the same length, is accepted (see README, "Trust
 	 * boundary").  Costs one read of the whole upload per finish. */
 	int rehash_on_finish;
+	/* Version 4.  1 (the default): large writes are hashed on a
+	 * per-upload worker thread; 0: never start a thread, hash on the
+	 * caller's. */
+	int hash_thread;
 } lup_store_options;
 
-#define LUP_STORE_OPTIONS_INIT { LUP_STORE_OPTIONS_VERSION, {0}, 0, 0, 0 }
+/* Always start from this (later fields get their defaults).  Every member
+ * is spelled out so that C++ with -Wextra accepts it too. */
+#define LUP_STORE_OPTIONS_INIT                                             \
+	{ LUP_STORE_OPTIONS_VERSION,                                       \
+	  { NULL, NULL, NULL, NULL, NULL, NULL, NULL }, 0, 0, 0, 1 }
 
-/* Open a store on driver (retained; release yours when done).  opts may be
- * NULL for the defaults. */
-int lup_store_open(lup_store **out, lup_driver *driver,
-		   const lup_store_options *opts, lup_error *err);
+/* Open a store on driver (the store takes its own reference: release yours
+ * when you no longer need it).  opts may be NULL for the defaults.  *out
+ * holds one reference: lup_store_release it. */
+LUP_API int lup_store_open(lup_store **out, lup_driver *driver,
+			   const lup_store_options *opts, lup_error *err);
 
-/* Release a store.  Uploads keep their store alive until they are freed. */
-void lup_store_free(lup_store *store);
+/* Drop the caller's reference to a store.  The store is freed when the last
+ * reference goes: every live upload holds one, so uploads keep their store
+ * alive until they are freed.  NULL is accepted. */
+LUP_API void lup_store_release(lup_store *store);
+
+/* The former name of lup_store_release (deprecated; same behaviour). */
+LUP_API void lup_store_free(lup_store *store);
 
 /* The store's driver (not retained for the caller). */
-lup_driver *lup_store_driver(lup_store *store);
+LUP_API lup_driver *lup_store_driver(lup_store *store);
 
 /* A blob: canonical digest ("sha256:<hex>") and size. */
 typedef struct lup_blob_info {
@@ -145,26 +175,29 @@ typedef struct lup_blob_info {
 /* Stat a blob by digest.  With repo non-NULL the digest must be linked in
  * that repository (any algorithm; the link names the canonical blob).
  * LUP_EBLOB_UNKNOWN when absent, LUP_EDIGEST_INVALID for a bad digest. */
-int lup_store_stat(lup_store *store, const char *digest, const char *repo,
-		   lup_blob_info *out, lup_error *err);
+LUP_API int lup_store_stat(lup_store *store, const char *digest,
+			   const char *repo, lup_blob_info *out,
+			   lup_error *err);
 
-/* Stream a blob linked in repo. */
-int lup_store_open_blob(lup_store *store, const char *repo,
-			const char *digest, lup_reader **out, lup_error *err);
+/* Stream a blob linked in repo: read *out with lup_reader_read and close it
+ * with lup_reader_close (it keeps the driver alive until then). */
+LUP_API int lup_store_open_blob(lup_store *store, const char *repo,
+				const char *digest, lup_reader **out,
+				lup_error *err);
 
 /* Link an existing blob into repo (canonical link and, for a non-sha256
  * digest, the alias).  LUP_EBLOB_UNKNOWN if the blob is absent. */
-int lup_store_link(lup_store *store, const char *repo, const char *digest,
-		   lup_error *err);
+LUP_API int lup_store_link(lup_store *store, const char *repo,
+			   const char *digest, lup_error *err);
 
 /* Remove the link of digest from repo (the blob stays). */
-int lup_store_unlink(lup_store *store, const char *repo, const char *digest,
-		     lup_error *err);
+LUP_API int lup_store_unlink(lup_store *store, const char *repo,
+			     const char *digest, lup_error *err);
 
 /* Link a blob linked in from_repo into to_repo (cross-repository mount). */
-int lup_store_mount(lup_store *store, const char *from_repo,
-		    const char *to_repo, const char *digest,
-		    lup_blob_info *out, lup_error *err);
+LUP_API int lup_store_mount(lup_store *store, const char *from_repo,
+			    const char *to_repo, const char *digest,
+			    lup_blob_info *out, lup_error *err);
 
 /* An upload in a listing or purge result. */
 typedef struct lup_upload_info {
@@ -174,31 +207,34 @@ typedef struct lup_upload_info {
 	int64_t size;       /* bytes in data, 0 if missing */
 } lup_upload_info;
 
+/* A list filled by lup_store_uploads / lup_store_purge.  Zero-initialise
+ * it; free it with lup_upload_list_free. */
 typedef struct lup_upload_list {
 	lup_upload_info *items;
 	size_t count;
-	size_t cap;
+	size_t cap; /* allocated items (internal bookkeeping) */
 } lup_upload_list;
 
-void lup_upload_list_free(lup_upload_list *list);
+/* Free the items and their strings; the list becomes empty. */
+LUP_API void lup_upload_list_free(lup_upload_list *list);
 
 /* Every upload in the store (or in repo), sorted by repo then uuid. */
-int lup_store_uploads(lup_store *store, const char *repo,
-		      lup_upload_list *out, lup_error *err);
+LUP_API int lup_store_uploads(lup_store *store, const char *repo,
+			      lup_upload_list *out, lup_error *err);
 
 /* Remove uploads started more than older_than seconds ago (when startedat
  * is missing or corrupt: last modified), including orphan directories that
  * hold only hash states.  Uploads held by a writer are skipped.  With
  * dry_run nothing is removed.  out lists what was (or would be) removed,
  * sorted by repo then uuid. */
-int lup_store_purge(lup_store *store, int64_t older_than, int dry_run,
-		    lup_upload_list *out, lup_error *err);
+LUP_API int lup_store_purge(lup_store *store, int64_t older_than, int dry_run,
+			    lup_upload_list *out, lup_error *err);
 
 /* Start an upload: new v4 uuid, startedat, empty data; the handle holds the
  * upload's lock until close/finish/cancel.  The admission policy decides
  * first (LUP_EDENIED), before anything is written. */
-int lup_upload_start(lup_upload **out, lup_store *store, const char *repo,
-		     lup_error *err);
+LUP_API int lup_upload_start(lup_upload **out, lup_store *store,
+			     const char *repo, lup_error *err);
 
 /* What a caller knows about an upload before starting it. */
 typedef struct lup_start_options {
@@ -214,65 +250,68 @@ typedef struct lup_start_options {
  * push up front, and an expected size above the store's max_size is
  * refused with LUP_ESIZE_INVALID before anything is written.  The size is
  * a declaration, not a limit: finish checks the real size as usual. */
-int lup_upload_start_ext(lup_upload **out, lup_store *store, const char *repo,
-			 const lup_start_options *opts, lup_error *err);
+LUP_API int lup_upload_start_ext(lup_upload **out, lup_store *store,
+				 const char *repo,
+				 const lup_start_options *opts,
+				 lup_error *err);
 
 /* Resume an upload by id: LUP_EBLOB_UPLOAD_UNKNOWN if startedat or data is
  * missing, LUP_ELOCKED if another handle holds it.  Restores the hash from
  * the state at the current size, else the best lower state plus the gap. */
-int lup_upload_resume(lup_upload **out, lup_store *store, const char *repo,
-		      const char *uuid, lup_error *err);
+LUP_API int lup_upload_resume(lup_upload **out, lup_store *store,
+			      const char *repo, const char *uuid,
+			      lup_error *err);
 
-const char *lup_upload_uuid(const lup_upload *u);
-const char *lup_upload_repo(const lup_upload *u);
+LUP_API const char *lup_upload_uuid(const lup_upload *u);
+LUP_API const char *lup_upload_repo(const lup_upload *u);
 /* Unix seconds from startedat. */
-int64_t lup_upload_started_at(const lup_upload *u);
+LUP_API int64_t lup_upload_started_at(const lup_upload *u);
 /* Bytes received so far (the offset of the next write). */
-int64_t lup_upload_size(const lup_upload *u);
+LUP_API int64_t lup_upload_size(const lup_upload *u);
 /* Bytes of upload data this handle has re-read to rebuild or check the
  * hash (0 when every byte was hashed once, as it arrived). */
-int64_t lup_upload_bytes_reread(const lup_upload *u);
+LUP_API int64_t lup_upload_bytes_reread(const lup_upload *u);
 
 /* Append n bytes. */
-int lup_upload_write(lup_upload *u, const void *data, size_t n,
-		     lup_error *err);
+LUP_API int lup_upload_write(lup_upload *u, const void *data, size_t n,
+			     lup_error *err);
 
 /* Append n bytes, hashing them on a worker thread after this returns, so
  * that the caller can prepare the next buffer meanwhile (large writes only;
  * small ones are hashed at once).  data must stay valid and unchanged until
  * the next call on this upload (any call waits for the hash first) or
  * lup_upload_drain.  Errors are those of lup_upload_write. */
-int lup_upload_write_async(lup_upload *u, const void *data, size_t n,
-			   lup_error *err);
+LUP_API int lup_upload_write_async(lup_upload *u, const void *data, size_t n,
+				   lup_error *err);
 
 /* Wait until the last lup_upload_write_async's bytes are hashed; its
  * buffer may be reused afterwards. */
-void lup_upload_drain(lup_upload *u);
+LUP_API void lup_upload_drain(lup_upload *u);
 
 /* Append at offset, which must equal the current size (else
  * LUP_ERANGE_INVALID with err->offset = the current size). */
-int lup_upload_write_at(lup_upload *u, int64_t offset, const void *data,
-			size_t n, lup_error *err);
+LUP_API int lup_upload_write_at(lup_upload *u, int64_t offset,
+				const void *data, size_t n, lup_error *err);
 
 /* Make the data durable, then save the hash state at the new offset and
  * drop older states; releases the lock.  The handle is closed afterwards. */
-int lup_upload_close(lup_upload *u, lup_error *err);
+LUP_API int lup_upload_close(lup_upload *u, lup_error *err);
 
 /* Verify digest ("<alg>:<hex>", sha256/sha384/sha512) and, if size >= 0,
  * the size; move the data into blobs/ (or share an existing blob), write the
  * links and remove the upload.  On failure the upload is left as it was:
  * it can be finished again or cancelled. */
-int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
-		      lup_blob_info *out, lup_error *err);
+LUP_API int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
+			      lup_blob_info *out, lup_error *err);
 
 /* Remove the upload entirely; idempotent. */
-int lup_upload_cancel(lup_upload *u, lup_error *err);
+LUP_API int lup_upload_cancel(lup_upload *u, lup_error *err);
 
 /* 1 while the handle can still write/finish/cancel. */
-int lup_upload_is_open(const lup_upload *u);
+LUP_API int lup_upload_is_open(const lup_upload *u);
 
 /* Close if still open (errors are dropped) and free the handle. */
-void lup_upload_free(lup_upload *u);
+LUP_API void lup_upload_free(lup_upload *u);
 
 #ifdef __cplusplus
 }

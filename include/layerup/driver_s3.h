@@ -9,10 +9,11 @@
 #ifndef LAYERUP_DRIVER_S3_H
 #define LAYERUP_DRIVER_S3_H
 
-#include <stdatomic.h>
 #include <stdint.h>
 
+#include "layerup/common.h"
 #include "layerup/driver.h"
+#include "layerup/error.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -60,18 +61,12 @@ typedef struct lup_s3_counters {
 	int64_t requests;
 } lup_s3_counters;
 
-typedef struct lup_s3_counters_atomic {
-	atomic_llong bytes_sent;
-	atomic_llong bytes_received;
-	atomic_llong requests;
-} lup_s3_counters_atomic;
-
 /* Create an S3 driver.  Nothing is sent until the first operation. */
-int lup_driver_s3(lup_driver **out, const lup_s3_options *opts,
-		  lup_error *err);
+LUP_API int lup_driver_s3(lup_driver **out, const lup_s3_options *opts,
+			  lup_error *err);
 
 /* Read the counters of an S3 driver (0 if d is not one). */
-int lup_driver_s3_counters(lup_driver *d, lup_s3_counters *out);
+LUP_API int lup_driver_s3_counters(lup_driver *d, lup_s3_counters *out);
 
 #ifdef __cplusplus
 }

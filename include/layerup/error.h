@@ -13,6 +13,8 @@
 #include <stdarg.h>
 #include <stdint.h>
 
+#include "layerup/common.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -50,26 +52,26 @@ typedef struct lup_error {
 } lup_error;
 
 /* Reset an error record to "no error". NULL is accepted. */
-void lup_error_clear(lup_error *err);
+LUP_API void lup_error_clear(lup_error *err);
 
 /* Fill err (if not NULL) with code, path (may be NULL) and a printf-style
  * message; returns code so that callers can `return lup_error_set(...)`. */
-int lup_error_set(lup_error *err, int code, const char *path,
-		  const char *fmt, ...)
+LUP_API int lup_error_set(lup_error *err, int code, const char *path,
+			  const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
 /* Same as lup_error_set with a va_list. */
-int lup_error_vset(lup_error *err, int code, const char *path,
-		   const char *fmt, va_list ap);
+LUP_API int lup_error_vset(lup_error *err, int code, const char *path,
+			   const char *fmt, va_list ap);
 
 /* Copy src into dst (either may be NULL); returns src->code. */
-int lup_error_copy(lup_error *dst, const lup_error *src);
+LUP_API int lup_error_copy(lup_error *dst, const lup_error *src);
 
 /* Stable name of a code ("PATH_NOT_FOUND"); "UNKNOWN" for anything else. */
-const char *lup_error_name(int code);
+LUP_API const char *lup_error_name(int code);
 
 /* Code for a name as lup_error_name returns it; LUP_EIO if unknown. */
-int lup_error_code(const char *name);
+LUP_API int lup_error_code(const char *name);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "layerup/common.h"
 #include "layerup/error.h"
 
 #ifdef __cplusplus
@@ -42,46 +43,47 @@ typedef struct lup_hash {
 } lup_hash;
 
 /* Start a fresh hash. LUP_EUNSUPPORTED for an unknown algorithm. */
-int lup_hash_init(lup_hash *h, lup_hash_alg alg);
+LUP_API int lup_hash_init(lup_hash *h, lup_hash_alg alg);
 
 /* Feed n bytes. */
-void lup_hash_update(lup_hash *h, const void *data, size_t n);
+LUP_API void lup_hash_update(lup_hash *h, const void *data, size_t n);
 
 /* Write the digest of everything fed so far into out (lup_hash_size bytes)
  * without disturbing h: hashing can continue afterwards. */
-void lup_hash_peek(const lup_hash *h, unsigned char *out);
+LUP_API void lup_hash_peek(const lup_hash *h, unsigned char *out);
 
 /* Same, as lowercase hex plus NUL into out (2*size+1 bytes). */
-void lup_hash_peek_hex(const lup_hash *h, char *out);
+LUP_API void lup_hash_peek_hex(const lup_hash *h, char *out);
 
 /* Total bytes fed so far. */
-uint64_t lup_hash_length(const lup_hash *h);
+LUP_API uint64_t lup_hash_length(const lup_hash *h);
 
 /* Copy the pending (not yet compressed) input bytes, len % blocksize of
  * them, into out (at least 128 bytes) and return their count.  Used to check
  * a restored state against the data it claims to describe. */
-size_t lup_hash_pending(const lup_hash *h, unsigned char *out);
+LUP_API size_t lup_hash_pending(const lup_hash *h, unsigned char *out);
 
 /* Digest size in bytes (32, 48, 64) and marshaled state size (108, 204). */
-size_t lup_hash_size(lup_hash_alg alg);
-size_t lup_hash_state_size(lup_hash_alg alg);
+LUP_API size_t lup_hash_size(lup_hash_alg alg);
+LUP_API size_t lup_hash_state_size(lup_hash_alg alg);
 
 /* Algorithm name as in digests: "sha256", "sha384", "sha512". */
-const char *lup_hash_alg_name(lup_hash_alg alg);
+LUP_API const char *lup_hash_alg_name(lup_hash_alg alg);
 
 /* Parse an algorithm name; 0 and *out set, or LUP_EUNSUPPORTED. */
-int lup_hash_alg_parse(const char *name, size_t len, lup_hash_alg *out);
+LUP_API int lup_hash_alg_parse(const char *name, size_t len,
+			       lup_hash_alg *out);
 
 /* Marshal the running state (Go MarshalBinary) into out, which holds cap
  * bytes; returns the number of bytes written or LUP_EIO if cap is small. */
-int lup_hash_export(const lup_hash *h, unsigned char *out, size_t cap);
+LUP_API int lup_hash_export(const lup_hash *h, unsigned char *out, size_t cap);
 
 /* Restore a state produced by lup_hash_export or by Go.  The algorithm is
  * taken from the magic.  Rejects wrong magic, wrong length, a non-zero
  * padding after the pending bytes (0 on success, LUP_EBLOB_UPLOAD_INVALID
  * with a message otherwise; h is unchanged on failure). */
-int lup_hash_import(lup_hash *h, const unsigned char *in, size_t len,
-		    lup_error *err);
+LUP_API int lup_hash_import(lup_hash *h, const unsigned char *in, size_t len,
+			    lup_error *err);
 
 #ifdef __cplusplus
 }

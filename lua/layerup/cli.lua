@@ -178,8 +178,8 @@ end
 local function blob_path(root, digest)
 	local hex = type(digest) == "string" and digest:match("^sha256:(%x+)$")
 	if not hex then return nil end
-	return root:gsub("/+$", "") .. LAYOUT .. "/blobs/sha256/" .. hex:sub(1, 2) ..
-		"/" .. hex .. "/data"
+	return require("layerup.root").display(root, LAYOUT .. "/blobs/sha256/" .. hex:sub(1, 2) ..
+		"/" .. hex .. "/data")
 end
 
 -- Per-run context -------------------------------------------------------------
@@ -241,6 +241,7 @@ end
 
 -- The store root must exist (except for push, whose driver creates it).
 local function need_root_dir(root)
+	if require("layerup.root").is_url(root) then return end -- s3://: no directory
 	local f = io.open(root, "r")
 	if not f then
 		fail(M.EXIT.failed, "PATH_NOT_FOUND", ("store root %s does not exist"):format(root))
@@ -255,6 +256,11 @@ end
 
 local function open_store(ctx, root, create)
 	if not create then need_root_dir(root) end
+	local R = require "layerup.root"
+	if R.is_url(root) then
+		-- s3://BUCKET/PREFIX: the S3 driver, configured from AWS_* variables
+		return check(lib(ctx).open(check(R.open(root, lib(ctx)))))
+	end
 	return check(lib(ctx).open(root))
 end
 
@@ -808,7 +814,7 @@ damaged.]],
 		need_root_dir(a.root)
 		local L = lib(ctx)
 		if not L.hasher then fail(M.EXIT.failed, "UNSUPPORTED", "the layerup module has no hasher") end
-		local d = check(L.filesystem(a.root))
+		local d = check(require("layerup.root").open(a.root, L))
 		local counts, problems = verify(ctx, d)
 		if a.json then
 			emit_json(ctx, { ok = #problems == 0, blobs = counts.blobs, links = counts.links,
@@ -852,6 +858,8 @@ local function top_help()
 		"",
 		"ROOT is the store's root directory.  It may be omitted when --root DIR or",
 		"$LAYERUP_ROOT names it; --root DIR (on any command) means no positional ROOT.",
+		"ROOT may also be s3://BUCKET/PREFIX: endpoint, region and credentials from",
+		"AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
 		"",
 		"Common options: --root DIR, --json (machine-readable output), -h/--help.",
 		"Exit status: 0 ok, 1 operation failed, 2 usage error, 3 verify found",

@@ -12,6 +12,7 @@
 #include <ftw.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "layerup/driver.h"
+#include "layerup/sys/driver.h"
 #include "test.h"
 
 static lup_driver *D;   /* the driver under test */
@@ -1022,7 +1023,7 @@ TEST(refs_outlive_release)
 	CHECK_EQ_INT(lup_driver_reader(d, "/a", 1, &r, NULL), 0);
 	CHECK_EQ_INT(lup_driver_writer(d, "/b", 0, &w, NULL), 0);
 	CHECK_EQ_INT(lup_driver_lock(d, "/a", &tok, NULL), 0);
-	CHECK_EQ_INT(atomic_load(&d->refcount), 4);
+	CHECK_EQ_INT(__atomic_load_n(&d->refcount_, __ATOMIC_SEQ_CST), 4);
 	lup_driver_release(d);
 	if (w) {
 		CHECK_EQ_INT(w->write(w, "x", 1, NULL), 0);
@@ -1185,6 +1186,26 @@ TEST(fs_two_handles)
 	snprintf(sub, sizeof(sub), "%s/file", ROOT);
 	CHECK_EQ_INT(lup_driver_filesystem(&d2, sub, NULL, &err), LUP_EIO);
 	CHECK_EQ_INT(lup_driver_delete(D, "/file", NULL), 0);
+
+	/* A caller built against fs options version 1 (before resolve): its
+	 * struct is read through that layout only (heap: ASan sees exact
+	 * bounds). */
+	{
+		struct fs_options_v1 {
+			unsigned version;
+			int fsync;
+		} *o1 = malloc(sizeof(*o1));
+
+		if (o1) {
+			o1->version = 1;
+			o1->fsync = 0;
+			CHECK_EQ_INT(lup_driver_filesystem(&d2, ROOT,
+				(const lup_fs_options *)(void *)o1, &err), 0);
+			lup_driver_release(d2);
+			d2 = NULL;
+			free(o1);
+		}
+	}
 }
 
 

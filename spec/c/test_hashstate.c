@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "layerup.h"
+#include "layerup/sys/driver.h"
 #include "test.h"
 
 #define V2 "/docker/registry/v2"

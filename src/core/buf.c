@@ -1,9 +1,9 @@
-/* buf.c - growable byte buffers and string lists (see layerup/driver.h). */
+/* buf.c - growable byte buffers and string lists (see layerup/sys/driver.h). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "layerup/driver.h"
+#include "layerup/sys/driver.h"
 
 int lup_buf_append(lup_buf *b, const void *p, size_t n)
 {

@@ -65,7 +65,7 @@ int lup_hashpipe_post(lup_hashpipe **pipe, lup_hash *h, const void *p,
 {
 	lup_hashpipe *hp;
 
-	if (n < PIPE_MIN || (!*pipe && !(*pipe = pipe_new())))
+	if (!pipe || n < PIPE_MIN || (!*pipe && !(*pipe = pipe_new())))
 		return -1;
 	hp = *pipe;
 	pthread_mutex_lock(&hp->mu);

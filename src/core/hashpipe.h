@@ -7,12 +7,14 @@
  * same buffer to the driver: no copy, no extra memory, time = the slower
  * of the two.  Small writes are done inline (a thread handoff would cost
  * more than it saves).  The worker is created on the first large write and
- * joined by lup_hashpipe_free.
+ * joined by lup_hashpipe_free.  Passing pipe == NULL means "no thread":
+ * everything is hashed inline (the store's hash_thread option off).
  */
 #ifndef LUP_HASHPIPE_H
 #define LUP_HASHPIPE_H
 
 #include "layerup.h"
+#include "layerup/sys/driver.h"
 
 typedef struct lup_hashpipe lup_hashpipe;
 

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layerup/driver.h"
+#include "layerup/sys/driver.h"
 
 static const char *drv_name(const lup_driver *d)
 {
@@ -100,15 +100,17 @@ int lup_driver_init(lup_driver *d, unsigned version, lup_error *err)
 				     "%s: unsupported driver version %u",
 				     drv_name(d), version);
 	d->version = version;
-	atomic_init(&d->refcount, 1);
+	/* Nobody else can see d yet: a plain store is enough. */
+	d->refcount_ = 1;
 	return 0;
 }
 
+/* The count is a plain int in the public struct (C++ has no _Atomic in
+ * C headers before C++23), so it is only touched through these builtins. */
 void lup_driver_retain(lup_driver *d)
 {
 	if (d)
-		atomic_fetch_add_explicit(&d->refcount, 1,
-					  memory_order_relaxed);
+		__atomic_fetch_add(&d->refcount_, 1, __ATOMIC_RELAXED);
 }
 
 void lup_driver_release(lup_driver *d)
@@ -116,10 +118,29 @@ void lup_driver_release(lup_driver *d)
 	if (!d)
 		return;
 	/* acq_rel: the last owner must see every other owner's writes. */
-	if (atomic_fetch_sub_explicit(&d->refcount, 1,
-				      memory_order_acq_rel) == 1 &&
+	if (__atomic_fetch_sub(&d->refcount_, 1, __ATOMIC_ACQ_REL) == 1 &&
 	    d->free)
 		d->free(d);
+}
+
+const char *lup_driver_name(const lup_driver *d)
+{
+	return d ? drv_name(d) : "driver";
+}
+
+int64_t lup_reader_read(lup_reader *r, void *buf, size_t n, lup_error *err)
+{
+	if (!r)
+		return lup_error_set(err, LUP_EIO, NULL, "reader: NULL reader");
+	if (!buf && n > 0)
+		return lup_error_set(err, LUP_EIO, NULL, "reader: NULL buffer");
+	return r->read(r, buf, n, err);
+}
+
+void lup_reader_close(lup_reader *r)
+{
+	if (r)
+		r->close(r);
 }
 
 static int is_component_char(unsigned char c)
@@ -335,7 +356,7 @@ int lup_driver_reader(lup_driver *d, const char *path, int64_t offset,
 		free(w);
 		return err_fail(d, rc, path, err);
 	}
-	w->base.version = LUP_DRIVER_VERSION;
+	w->base.version = LUP_READER_VERSION;
 	w->base.read = wrap_read;
 	w->base.close = wrap_reader_close;
 	w->inner = inner;
@@ -376,7 +397,7 @@ int lup_driver_writer(lup_driver *d, const char *path, int append,
 		free(w);
 		return err_fail(d, rc, path, err);
 	}
-	w->base.version = LUP_DRIVER_VERSION;
+	w->base.version = LUP_WRITER_VERSION;
 	w->base.write = wrap_write;
 	w->base.size = wrap_size;
 	w->base.commit = wrap_commit;

@@ -51,7 +51,7 @@
 #include <unistd.h>
 
 #include "drivers/fs_resolve.h"
-#include "layerup/driver.h"
+#include "layerup/sys/driver.h"
 
 /* Longest single read(2)/write(2) we issue; the kernel caps near 2 GiB. */
 #define FS_IO_MAX ((size_t)1 << 30)
@@ -458,7 +458,7 @@ static int fs_reader_open(lup_driver *d, const char *path, int64_t offset,
 		rc = lup_error_set(err, LUP_EIO, path, "out of memory");
 		goto fail;
 	}
-	r->base.version = LUP_DRIVER_VERSION;
+	r->base.version = LUP_READER_VERSION;
 	r->base.read = fs_read;
 	r->base.close = fs_reader_close;
 	r->fd = fd;
@@ -589,7 +589,7 @@ static int fs_writer_open(lup_driver *d, const char *path, int append,
 		goto fail;
 	}
 	w->size = append ? (int64_t)st.st_size : 0;
-	w->base.version = LUP_DRIVER_VERSION;
+	w->base.version = LUP_WRITER_VERSION;
 	w->base.write = fs_write;
 	w->base.size = fs_size;
 	w->base.commit = fs_commit;
@@ -1149,7 +1149,7 @@ int lup_driver_filesystem(lup_driver **out, const char *root,
 	int rc, walk;
 
 	*out = NULL;
-	if (opts && opts->version != LUP_DRIVER_VERSION)
+	if (opts && opts->version != LUP_FS_OPTIONS_VERSION && opts->version != 1)
 		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
 				     "filesystem: unsupported options version %u",
 				     opts->version);
@@ -1183,7 +1183,9 @@ int lup_driver_filesystem(lup_driver **out, const char *root,
 	if (!fs)
 		return lup_error_set(err, LUP_EIO, root,
 				     "filesystem: out of memory");
-	walk = opts && opts->resolve == LUP_FS_RESOLVE_WALK;
+	/* Version 1 structs end before resolve. */
+	walk = opts && opts->version >= 2 &&
+	       opts->resolve == LUP_FS_RESOLVE_WALK;
 	/* Lets a test suite (or a host whose openat2 misbehaves) force the
 	 * portable resolver without a new option in every binding. */
 	env = secure_getenv("LAYERUP_FS_RESOLVE");

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "layerup/driver.h"
+#include "layerup/sys/driver.h"
 
 typedef struct {
 	atomic_int refs;
@@ -382,7 +382,7 @@ static int mem_reader_open(lup_driver *d, const char *path, int64_t offset,
 	r->end = r->blob->len;
 	pthread_mutex_unlock(&r->blob->mu);
 	r->pos = (uint64_t)offset > r->end ? r->end : (size_t)offset;
-	r->base.version = LUP_DRIVER_VERSION;
+	r->base.version = LUP_READER_VERSION;
 	r->base.read = mem_read;
 	r->base.close = mem_reader_close;
 	*out = &r->base;
@@ -520,7 +520,7 @@ static int mem_writer_open(lup_driver *d, const char *path, int append,
 	w->md = md;
 	w->state = MEM_OPEN;
 	memcpy(w->path, path, plen + 1);
-	w->base.version = LUP_DRIVER_VERSION;
+	w->base.version = LUP_WRITER_VERSION;
 	w->base.write = mem_write;
 	w->base.size = mem_size;
 	w->base.commit = mem_commit;

@@ -5,7 +5,8 @@
  */
 #include "lua/lua_util.h"
 
-int luaopen_layerup_core(lua_State *L);
+/* The one symbol core.so exports (src/lua/core.map; -fvisibility=hidden). */
+LUP_API int luaopen_layerup_core(lua_State *L);
 
 int luaopen_layerup_core(lua_State *L)
 {

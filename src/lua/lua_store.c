@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "store/layout.h"
-#include "lua/lua_store.h"
+#include "lua/lua_policy.h"
+#include "lua/lua_upload.h"
 
 static const char *const pol_names[POL_COUNT] = { "log", "retry", "link",
 						  "admit", "sleep" };
@@ -347,7 +348,7 @@ static const struct {
 	{ "max_age", OPT_DURATION },  { "log", OPT_POLICY },
 	{ "retry", OPT_POLICY },      { "link", OPT_POLICY },
 	{ "admit", OPT_POLICY },      { "sleep", OPT_POLICY },
-	{ "rehash_on_finish", OPT_BOOL },
+	{ "rehash_on_finish", OPT_BOOL }, { "hash_thread", OPT_BOOL },
 };
 
 static int is_callable(lua_State *L, int idx)
@@ -482,6 +483,11 @@ static int store_open(lua_State *L)
 		opts.max_age = opt_count(L, 2, "max_age", 1);
 		lua_getfield(L, 2, "rehash_on_finish"); /* a boolean: check_opts */
 		opts.rehash_on_finish = lua_toboolean(L, -1);
+		lua_pop(L, 1);
+		/* hash_thread = false: never start a hash worker thread. */
+		lua_getfield(L, 2, "hash_thread");
+		if (!lua_isnil(L, -1))
+			opts.hash_thread = lua_toboolean(L, -1);
 		lua_pop(L, 1);
 	}
 	opts.policy.payload = &ls->pol;

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua/lua_store.h"
+#include "lua/lua_upload.h"
 
 #define READ_FROM_CHUNK (8 << 20)
 #define READ_FROM_MAX_CHUNK (1 << 30) /* two buffers of it are allocated */

@@ -11,6 +11,7 @@
 #define LUP_LUA_UTIL_H
 
 #include "layerup.h"
+#include "layerup/sys/driver.h"
 #include "lua/lup_compat.h"
 
 /* Push nil and the error table for err; returns 2 (for `return`). */

@@ -20,19 +20,82 @@
  * writes or deletes any state, and rebuilds the hash if the proof fails.
  * The state at exactly the data size is trusted (the trust boundary, see
  * README): that is what makes resume and finish read 0 bytes.
+ *
+ * See hashstate.h: this file never sees the upload handle, only the
+ * lup_hs_target upload.c hands it.
  */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/upload.h"
+#include "store/hashstate.h"
+
+/* Read size for re-hashing upload data. */
+#define REHASH_CHUNK (1 << 20)
+
+/* Emit event with repo and uuid first, then the extra fields. */
+static void hs_log(const lup_hs_target *t, const char *event,
+		   const lup_field *extra, size_t n)
+{
+	lup_field f[4];
+	size_t k = 0;
+
+	f[k++] = lup_fs("repo", t->repo);
+	f[k++] = lup_fs("uuid", t->uuid);
+	for (size_t i = 0; i < n && k < 4; i++)
+		f[k++] = extra[i];
+	lup_store_log(t->store, event, f, k);
+}
+
+int lup_hashstate_rehash(const lup_hs_target *t, lup_hash *h, lup_hash *h2,
+			 int64_t from, int64_t to, lup_error *err)
+{
+	lup_reader *r = NULL;
+	unsigned char *buf;
+	int rc;
+
+	if (from >= to)
+		return 0;
+	if (!(buf = malloc(REHASH_CHUNK)))
+		return lup_error_set(err, LUP_EIO, NULL, "out of memory");
+	if ((rc = lup_driver_reader(t->store->driver, t->data, from, &r,
+				    err)) != 0)
+		goto out;
+	while (from < to) {
+		size_t want = (size_t)(to - from < REHASH_CHUNK ? to - from
+							       : REHASH_CHUNK);
+		int64_t n = r->read(r, buf, want, err);
+
+		if (n < 0) {
+			rc = (int)n;
+			goto out;
+		}
+		if (n == 0) {
+			rc = lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, t->data,
+					   "upload data ends at %" PRId64
+					   ", expected %" PRId64, from, to);
+			goto out;
+		}
+		lup_hash_update(h, buf, (size_t)n);
+		if (h2)
+			lup_hash_update(h2, buf, (size_t)n);
+		*t->reread += n;
+		from += n;
+	}
+out:
+	if (r)
+		r->close(r);
+	free(buf);
+	return rc;
+}
 
 /* Read exactly n bytes at offset (to check a state's pending bytes). */
-static int read_at(lup_upload *u, int64_t offset, unsigned char *out, size_t n,
-		   lup_error *err)
+static int read_at(const lup_hs_target *t, int64_t offset, unsigned char *out,
+		   size_t n, lup_error *err)
 {
 	lup_reader *r;
 	size_t got = 0;
-	int rc = lup_driver_reader(u->store->driver, u->data, offset, &r, err);
+	int rc = lup_driver_reader(t->store->driver, t->data, offset, &r, err);
 
 	if (rc != 0)
 		return rc;
@@ -46,7 +109,7 @@ static int read_at(lup_upload *u, int64_t offset, unsigned char *out, size_t n,
 		got += (size_t)k;
 	}
 	r->close(r);
-	u->reread += (int64_t)got;
+	*t->reread += (int64_t)got;
 	return rc;
 }
 
@@ -74,11 +137,11 @@ static int cmp_desc(const void *a, const void *b)
 	return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static void skip_state(lup_upload *u, int64_t off, const char *reason)
+static void skip_state(const lup_hs_target *t, int64_t off, const char *reason)
 {
 	lup_field f[] = { lup_fi("offset", off), lup_fs("reason", reason) };
 
-	lup_upload_log(u, "hashstate.skip", f, 2);
+	hs_log(t, "hashstate.skip", f, 2);
 }
 
 /* Pending bytes that vouch for a lower state: enough of them that an
@@ -104,7 +167,7 @@ static int evidence(const unsigned char *p, size_t n)
  * with pending bytes that match the data and are evidence; ST_WEAK: lower
  * and nothing contradicts it, but nothing vouches for it either; ST_BAD:
  * unreadable, corrupt or contradicted by the data (logged). */
-static int load_state(lup_upload *u, int64_t off, lup_hash *h)
+static int load_state(const lup_hs_target *t, int64_t off, lup_hash *h)
 {
 	char path[LUP_PATH_BUF];
 	unsigned char pending[128], data[128];
@@ -114,28 +177,28 @@ static int load_state(lup_upload *u, int64_t off, lup_hash *h)
 	int st = ST_BAD;
 
 	lup_error_clear(&e);
-	lup_path_hashstate(path, u->repo, u->uuid, off);
-	if (lup_s_get(u->store, path, &b, &e) != 0) {
-		skip_state(u, off, e.message);
+	lup_path_hashstate(path, t->repo, t->uuid, off);
+	if (lup_s_get(t->store, path, &b, &e) != 0) {
+		skip_state(t, off, e.message);
 		goto out;
 	}
 	if (lup_hash_import(h, b.data, b.len, &e) != 0 || h->alg != LUP_SHA256) {
-		skip_state(u, off, e.code ? e.message : "not a sha256 state");
+		skip_state(t, off, e.code ? e.message : "not a sha256 state");
 		goto out;
 	}
 	if (lup_hash_length(h) != (uint64_t)off) {
-		skip_state(u, off, "state length does not match its name");
+		skip_state(t, off, "state length does not match its name");
 		goto out;
 	}
 	st = ST_CHECKED;
-	if (off < u->size) {
+	if (off < t->size) {
 		/* A lower state is used with the data after it, so make sure
 		 * it describes this data: the registry can leave states hashed
 		 * over a different prefix (samples/bogus). */
 		np = lup_hash_pending(h, pending);
-		if (np && (read_at(u, off - (int64_t)np, data, np, &e) != 0 ||
+		if (np && (read_at(t, off - (int64_t)np, data, np, &e) != 0 ||
 			   memcmp(pending, data, np) != 0)) {
-			skip_state(u, off, "pending bytes do not match the data");
+			skip_state(t, off, "pending bytes do not match the data");
 			st = ST_BAD;
 		} else if (!evidence(pending, np)) {
 			st = ST_WEAK;
@@ -146,8 +209,8 @@ out:
 	return st;
 }
 
-/* Rebuild u->hash for data[0, size) as cheaply as the stored states allow. */
-void lup_hashstate_restore(lup_upload *u, const char **how)
+/* Rebuild the hash of data[0, size) as cheaply as the stored states allow. */
+void lup_hashstate_restore(const lup_hs_target *t, const char **how)
 {
 	lup_strlist names = { 0 };
 	int64_t *offs = NULL, base = 0, weak_off = 0;
@@ -158,10 +221,10 @@ void lup_hashstate_restore(lup_upload *u, const char **how)
 
 	lup_error_clear(&e);
 	*how = "none";
-	u->hash_ok = 0;
-	u->chain = 0;
-	u->check_off = 0;
-	if (lup_s_list(u->store, u->hsdir, &names, &e) == 0 && names.count &&
+	*t->hash_ok = 0;
+	*t->chain = 0;
+	*t->check_off = 0;
+	if (lup_s_list(t->store, t->hsdir, &names, &e) == 0 && names.count &&
 	    (offs = malloc(names.count * sizeof(*offs)))) {
 		for (size_t i = 0; i < names.count; i++)
 			if (parse_offset(names.items[i], &offs[n]) == 0)
@@ -172,18 +235,18 @@ void lup_hashstate_restore(lup_upload *u, const char **how)
 		int64_t off = offs[i];
 		int st;
 
-		if (off > u->size) {
+		if (off > t->size) {
 			char path[LUP_PATH_BUF];
 			lup_field f[] = { lup_fi("offset", off) };
 
-			lup_path_hashstate(path, u->repo, u->uuid, off);
-			lup_s_delete(u->store, path, NULL);
-			lup_upload_log(u, "hashstate.stale", f, 1);
+			lup_path_hashstate(path, t->repo, t->uuid, off);
+			lup_s_delete(t->store, path, NULL);
+			hs_log(t, "hashstate.stale", f, 1);
 			continue;
 		}
 		if (off == 0 || (weak_off && weak_left-- == 0))
 			break; /* offset 0 is the initial state: same as afresh */
-		st = load_state(u, off, &h);
+		st = load_state(t, off, &h);
 		if (st == ST_CHECKED) {
 			base = off;
 			break;
@@ -203,36 +266,36 @@ void lup_hashstate_restore(lup_upload *u, const char **how)
 
 		base = weak_off;
 		h = weak;
-		u->check_off = weak_off;
-		u->check_base = weak;
-		lup_upload_log(u, "hashstate.unchecked", f, 2);
+		*t->check_off = weak_off;
+		*t->check_base = weak;
+		hs_log(t, "hashstate.unchecked", f, 2);
 	}
-	if (base && lup_upload_rehash(u, &h, NULL, base, u->size, &e) == 0) {
-		u->hash = h;
-		u->hash_ok = 1;
-		*how = base == u->size ? "exact" : "gap";
-		if (base == u->size)
-			u->saved = base;
+	if (base && lup_hashstate_rehash(t, &h, NULL, base, t->size, &e) == 0) {
+		*t->hash = h;
+		*t->hash_ok = 1;
+		*how = base == t->size ? "exact" : "gap";
+		if (base == t->size)
+			*t->saved = base;
 		goto out;
 	}
 	if (base)
-		skip_state(u, base, e.message);
-	u->check_off = 0;
-	lup_hash_init(&u->hash, LUP_SHA256);
-	if (lup_upload_rehash(u, &u->hash, NULL, 0, u->size, &e) == 0) {
-		u->hash_ok = 1;
-		u->chain = 1; /* computed here from the data itself */
+		skip_state(t, base, e.message);
+	*t->check_off = 0;
+	lup_hash_init(t->hash, LUP_SHA256);
+	if (lup_hashstate_rehash(t, t->hash, NULL, 0, t->size, &e) == 0) {
+		*t->hash_ok = 1;
+		*t->chain = 1; /* computed here from the data itself */
 	}
 out:
 	free(offs);
 	lup_strlist_free(&names);
 }
 
-/* u->hash was continued from a state nothing vouched for (check_off):
+/* The hash was continued from a state nothing vouched for (check_off):
  * re-hash data[0, check_off) and compare.  On a mismatch the state was
- * wrong (logged) and the hash is rebuilt from the data.  0 when u->hash is
+ * wrong (logged) and the hash is rebuilt from the data.  0 when *t->hash is
  * now proven, -1 when it could not be (then nothing may be persisted). */
-static int prove(lup_upload *u)
+static int prove(const lup_hs_target *t)
 {
 	unsigned char a[LUP_HASH_MAX_STATE], b[LUP_HASH_MAX_STATE];
 	lup_hash h;
@@ -241,61 +304,61 @@ static int prove(lup_upload *u)
 
 	lup_error_clear(&e);
 	lup_hash_init(&h, LUP_SHA256);
-	if (lup_upload_rehash(u, &h, NULL, 0, u->check_off, &e) != 0)
+	if (lup_hashstate_rehash(t, &h, NULL, 0, *t->check_off, &e) != 0)
 		goto fail;
 	na = lup_hash_export(&h, a, sizeof(a));
-	nb = lup_hash_export(&u->check_base, b, sizeof(b));
+	nb = lup_hash_export(t->check_base, b, sizeof(b));
 	if (na > 0 && na == nb && memcmp(a, b, (size_t)na) == 0) {
-		lup_field f[] = { lup_fi("offset", u->check_off) };
+		lup_field f[] = { lup_fi("offset", *t->check_off) };
 
-		lup_upload_log(u, "hashstate.proved", f, 1);
+		hs_log(t, "hashstate.proved", f, 1);
 	} else {
-		skip_state(u, u->check_off, "state does not match the data "
+		skip_state(t, *t->check_off, "state does not match the data "
 			   "(re-hashed from byte 0)");
-		if (lup_upload_rehash(u, &h, NULL, u->check_off, u->size, &e) != 0)
+		if (lup_hashstate_rehash(t, &h, NULL, *t->check_off, t->size, &e) != 0)
 			goto fail;
-		u->hash = h;
+		*t->hash = h;
 	}
-	u->chain = 1; /* both ways, u->hash now follows from the data */
-	u->check_off = 0;
+	*t->chain = 1; /* both ways, the hash now follows from the data */
+	*t->check_off = 0;
 	return 0;
 fail:
 	{
-		lup_field f[] = { lup_fi("offset", u->check_off),
+		lup_field f[] = { lup_fi("offset", *t->check_off),
 				  lup_fs("reason", e.message) };
 
-		lup_upload_log(u, "hashstate.unproven", f, 2);
+		hs_log(t, "hashstate.unproven", f, 2);
 	}
 	return -1;
 }
 
 /* Save the hash state at the current size and drop every other state. */
-int lup_hashstate_save(lup_upload *u, lup_error *err)
+int lup_hashstate_save(const lup_hs_target *t, lup_error *err)
 {
 	unsigned char buf[LUP_HASH_MAX_STATE];
 	char path[LUP_PATH_BUF];
 	lup_strlist names = { 0 };
 	int n, rc = 0;
 
-	if (u->size == 0 || !u->hash_ok)
+	if (t->size == 0 || !*t->hash_ok)
 		return 0;
 	/* Without proof write nothing and keep the other states: a later
 	 * resume can still use them, and finish re-hashes before rejecting. */
-	if (!u->chain && u->check_off > 0 && prove(u) != 0)
+	if (!*t->chain && *t->check_off > 0 && prove(t) != 0)
 		return 0;
-	if (u->saved != u->size) {
-		n = lup_hash_export(&u->hash, buf, sizeof(buf));
-		lup_path_hashstate(path, u->repo, u->uuid, u->size);
-		if ((rc = lup_s_put(u->store, path, buf, (size_t)n, err)) != 0)
+	if (*t->saved != t->size) {
+		n = lup_hash_export(t->hash, buf, sizeof(buf));
+		lup_path_hashstate(path, t->repo, t->uuid, t->size);
+		if ((rc = lup_s_put(t->store, path, buf, (size_t)n, err)) != 0)
 			return rc;
-		u->saved = u->size;
+		*t->saved = t->size;
 	}
-	if (lup_s_list(u->store, u->hsdir, &names, NULL) == 0) {
+	if (lup_s_list(t->store, t->hsdir, &names, NULL) == 0) {
 		for (size_t i = 0; i < names.count; i++) {
 			int64_t off;
 
-			if (parse_offset(names.items[i], &off) != 0 || off != u->size)
-				lup_s_delete(u->store, names.items[i], NULL);
+			if (parse_offset(names.items[i], &off) != 0 || off != t->size)
+				lup_s_delete(t->store, names.items[i], NULL);
 		}
 	}
 	lup_strlist_free(&names);

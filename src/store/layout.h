@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "layerup.h"
+#include "layerup/sys/driver.h"
 
 #define LUP_V2_ROOT "/docker/registry/v2"
 #define LUP_REPOS_ROOT LUP_V2_ROOT "/repositories"

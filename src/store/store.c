@@ -44,6 +44,7 @@ int lup_store_open(lup_store **out, lup_driver *driver,
 	atomic_init(&s->refcount, 1);
 	lup_driver_retain(driver);
 	s->driver = driver;
+	s->hash_thread = 1;
 	if (opts && opts->version == 1) {
 		/* A caller built against version 1: its struct ends before
 		 * admit_upload, so read it through the old layout. */
@@ -56,9 +57,11 @@ int lup_store_open(lup_store **out, lup_driver *driver,
 		s->policy = opts->policy;
 		s->max_size = opts->max_size;
 		s->max_age = opts->max_age;
-		/* A version 2 caller's struct ends before this field. */
+		/* Older callers' structs end before these fields. */
 		if (opts->version >= 3)
 			s->rehash_on_finish = opts->rehash_on_finish != 0;
+		if (opts->version >= 4)
+			s->hash_thread = opts->hash_thread != 0;
 	}
 	*out = s;
 	return 0;

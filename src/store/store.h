@@ -18,6 +18,7 @@ struct lup_store {
 	int64_t max_size;
 	int64_t max_age;
 	int rehash_on_finish; /* verify from the data, never the stored state */
+	int hash_thread; /* 0: hash inline, never start a worker */
 };
 
 /* The version 1 layout of lup_store_options (before admit_upload), for

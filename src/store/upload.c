@@ -27,9 +27,6 @@
 
 #include "store/upload.h"
 
-/* Read size for re-hashing upload data. */
-#define REHASH_CHUNK (1 << 20)
-
 const char *lup_upload_uuid(const lup_upload *u) { return u->uuid; }
 const char *lup_upload_repo(const lup_upload *u) { return u->repo; }
 int64_t lup_upload_started_at(const lup_upload *u) { return u->started_at; }
@@ -109,7 +106,19 @@ int lup_upload_release_writer(lup_upload *u, lup_error *err)
 
 	lup_upload_drain(u);
 	if (u->w) {
-		rc = u->w->commit(u->w, err);
+		/* A commit that failed transiently (an S3 part answered 503
+		 * SlowDown) is retried while the writer still holds every
+		 * byte: one that dropped some reports the failure. */
+		lup_error local;
+		lup_error *e = err ? err : &local;
+		int64_t have = u->w->size(u->w);
+		int attempt = 1;
+		lup_error_clear(&local);
+		while ((rc = u->w->commit(u->w, e)) != 0 &&
+		       u->w->size(u->w) == have &&
+		       lup_store_should_retry(u->store, attempt, e,
+					      "driver.commit", NULL, 0))
+			attempt++;
 		rc2 = u->w->close(u->w, rc ? NULL : err);
 		u->w = NULL;
 		if (!rc)
@@ -202,44 +211,31 @@ fail:
 	return rc;
 }
 
+/* What the hash-state code needs to know about u (hashstate.h). */
+static lup_hs_target hs_target(lup_upload *u)
+{
+	lup_hs_target t = { u->store, u->repo, u->uuid, u->data, u->hsdir,
+			    u->size, &u->reread, &u->hash, &u->hash_ok,
+			    &u->chain, &u->saved, &u->check_off,
+			    &u->check_base };
+	return t;
+}
+
 int lup_upload_rehash(lup_upload *u, lup_hash *h, lup_hash *h2, int64_t from,
 		      int64_t to, lup_error *err)
 {
-	lup_reader *r = NULL;
-	unsigned char *buf;
-	int rc;
+	lup_hs_target t = hs_target(u);
 
-	if (from >= to)
-		return 0;
-	if (!(buf = malloc(REHASH_CHUNK)))
-		return lup_error_set(err, LUP_EIO, NULL, "out of memory");
-	if ((rc = lup_driver_reader(u->store->driver, u->data, from, &r, err)) != 0)
-		goto out;
-	while (from < to) {
-		size_t want = (size_t)(to - from < REHASH_CHUNK ? to - from : REHASH_CHUNK);
-		int64_t n = r->read(r, buf, want, err);
+	return lup_hashstate_rehash(&t, h, h2, from, to, err);
+}
 
-		if (n < 0) {
-			rc = (int)n;
-			goto out;
-		}
-		if (n == 0) {
-			rc = lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, u->data,
-					   "upload data ends at %" PRId64
-					   ", expected %" PRId64, from, to);
-			goto out;
-		}
-		lup_hash_update(h, buf, (size_t)n);
-		if (h2)
-			lup_hash_update(h2, buf, (size_t)n);
-		u->reread += n;
-		from += n;
-	}
-out:
-	if (r)
-		r->close(r);
-	free(buf);
-	return rc;
+/* Rebuild u->hash for data[0, size) from the stored states; *how says how
+ * ("exact", "gap" or "none"). */
+static void restore_hash(lup_upload *u, const char **how)
+{
+	lup_hs_target t = hs_target(u);
+
+	lup_hashstate_restore(&t, how);
 }
 
 int lup_upload_resume(lup_upload **out, lup_store *s, const char *repo,
@@ -284,7 +280,7 @@ int lup_upload_resume(lup_upload **out, lup_store *s, const char *repo,
 	if ((rc = lup_s_writer(s, u->data, 1, &u->w, err)) != 0)
 		goto fail;
 	u->size = u->w->size(u->w);
-	lup_hashstate_restore(u, &how);
+	restore_hash(u, &how);
 	u->state = U_OPEN;
 	{
 		lup_field f[] = { lup_fi("offset", u->size), lup_fs("restored", how),
@@ -313,6 +309,12 @@ int lup_upload_check_open(lup_upload *u, lup_error *err)
 	return 0;
 }
 
+/* The hash worker, or NULL (hash inline) when the store forbids threads. */
+static lup_hashpipe **upload_pipe(lup_upload *u)
+{
+	return u->store->hash_thread ? &u->pipe : NULL;
+}
+
 /* Append p[0, n) to data and hash: each attempt continues where the file
  * ended, so a retried transient failure neither loses nor doubles bytes.
  * async: the data is written here and hashed on the worker afterwards (p
@@ -334,7 +336,7 @@ static int append(lup_upload *u, const unsigned char *p, size_t n, int async,
 			lup_upload_drain(u);
 			snapshot = u->hash;
 			if (rc == 0) {
-				if (lup_hashpipe_post(&u->pipe, &u->hash, p, n) == 0)
+				if (lup_hashpipe_post(upload_pipe(u), &u->hash, p, n) == 0)
 					u->hashing = 1;
 				else
 					lup_hash_update(&u->hash, p, n);
@@ -342,7 +344,8 @@ static int append(lup_upload *u, const unsigned char *p, size_t n, int async,
 		} else {
 			lup_upload_drain(u);
 			snapshot = u->hash;
-			rc = lup_hashpipe_write(&u->pipe, &u->hash, u->w, p, n, err);
+			rc = lup_hashpipe_write(upload_pipe(u), &u->hash, u->w, p, n,
+						err);
 		}
 		if (rc == 0) {
 			u->size += (int64_t)n;
@@ -422,8 +425,11 @@ int lup_upload_close(lup_upload *u, lup_error *err)
 	if (u->state != U_OPEN)
 		return 0;
 	rc = lup_upload_release_writer(u, err);
-	if (rc == 0)
-		rc = lup_hashstate_save(u, err);
+	if (rc == 0) {
+		lup_hs_target t = hs_target(u);
+
+		rc = lup_hashstate_save(&t, err);
+	}
 	lup_upload_release_lock(u);
 	u->state = U_CLOSED;
 	{

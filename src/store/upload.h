@@ -1,12 +1,14 @@
 /*
  * upload.h - the upload handle, shared by the files that implement it:
- * upload.c (lifecycle and writes), hashstate.c (restoring and saving the
- * resumable hash), finish.c (verification, move, links).
+ * upload.c (lifecycle and writes) and finish.c (verification, move,
+ * links).  hashstate.c (restoring and saving the resumable hash) does not
+ * see it: upload.c hands it a lup_hs_target (hashstate.h).
  */
 #ifndef LUP_UPLOAD_H
 #define LUP_UPLOAD_H
 
 #include "core/hashpipe.h"
+#include "store/hashstate.h"
 #include "store/store.h"
 
 enum { U_OPEN, U_CLOSED, U_DONE };
@@ -55,11 +57,5 @@ void lup_upload_release_lock(lup_upload *u);
  * BLOB_UPLOAD_INVALID if the data ends early. */
 int lup_upload_rehash(lup_upload *u, lup_hash *h, lup_hash *h2, int64_t from,
 		      int64_t to, lup_error *err);
-
-/* hashstate.c: rebuild u->hash for data[0, size) from the stored states
- * (*how: "exact", "gap" or "none"), and save the state at the current size
- * dropping all others. */
-void lup_hashstate_restore(lup_upload *u, const char **how);
-int lup_hashstate_save(lup_upload *u, lup_error *err);
 
 #endif

@@ -73,8 +73,7 @@ log:
   accesslog:
     disabled: true
 storage:
-  filesystem:
-    rootdirectory: %s
+%s
   delete:
     enabled: true
   maintenance:
@@ -89,11 +88,40 @@ function M.available()
 	return util.have("docker-registry") and util.have("curl") and util.have("openssl")
 end
 
--- Start a registry whose filesystem root is `root` (a layerup store root).
+-- The storage section: the filesystem driver on root, or with s3 =
+-- {endpoint=, bucket=, region=, access_key=, secret_key=, prefix=} (the
+-- layerup.s3 options) the registry's own `s3` driver on that bucket and
+-- prefix (facts in shared/reference/s3-servers.md: path-style is forced by
+-- regionendpoint; redirects off, else blob GETs answer 307 to RGW).
+local function storage(root, s3)
+	if not s3 then
+		return ("  filesystem:\n    rootdirectory: %s"):format(root)
+	end
+	local prefix = (s3.prefix or ""):gsub("^/+", ""):gsub("/+$", "")
+	return table.concat({
+		"  s3:",
+		"    accesskey: " .. s3.access_key,
+		"    secretkey: " .. s3.secret_key,
+		"    region: " .. (s3.region or "us-east-1"),
+		"    regionendpoint: " .. s3.endpoint,
+		"    bucket: " .. s3.bucket,
+		"    secure: " .. (s3.endpoint:match("^https:") and "true" or "false"),
+		"    v4auth: true",
+		"    rootdirectory: /" .. prefix,
+		"  redirect:",
+		"    disable: true",
+	}, "\n")
+end
+
+-- Start a registry whose filesystem root is `root` (a layerup store root),
+-- or, with opts.s3 (see storage above), one on an S3 bucket (root unused).
 -- Returns the handle; call :stop() (it is safe to call twice).
-function M.start(root, workdir)
+function M.start(root, workdir, opts)
 	assert(M.available(), "docker-registry, curl and openssl are needed (run `make deps` as root)")
-	util.mkdirp(root)
+	local s3 = opts and opts.s3
+	if not s3 then
+		util.mkdirp(root)
+	end
 	local self = setmetatable({ root = root, dir = workdir or util.tmpdir("reg") }, M)
 	self.owns_dir = workdir == nil
 	local last
@@ -102,13 +130,17 @@ function M.start(root, workdir)
 		self.base = "http://127.0.0.1:" .. self.port
 		self.config = self.dir .. "/config.yml"
 		self.log = self.dir .. "/registry.log"
-		util.write_file(self.config, CONFIG:format(root, self.port, M.SECRET))
+		util.write_file(self.config, CONFIG:format(storage(root, s3), self.port, M.SECRET))
 		local pidfile, wdfile = self.dir .. "/registry.pid", self.dir .. "/watchdog.pid"
 		os.remove(pidfile)
 		os.remove(wdfile)
 		-- The watchdog kills the registry if this Lua process dies without
 		-- stopping it (a crashed spec), and exits once the registry is gone.
+		-- The AWS SDK inside the registry's s3 driver panics on
+		-- AWS_CA_BUNDLE ("unsupported transport") and would take
+		-- credentials from AWS_*: the registry gets none of them.
 		local script = ([[
+unset AWS_CA_BUNDLE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_REGION AWS_DEFAULT_REGION AWS_ENDPOINT_URL AWS_PROFILE
 docker-registry serve %s >>%s 2>&1 </dev/null &
 rpid=$!
 echo $rpid >%s

@@ -36,6 +36,21 @@ static int oom(lup_error *err)
 
 /* ---- content ---------------------------------------------------------- */
 
+/* A key with no object may be an unfinished upload whose writer committed
+ * (s3_writer.c keeps it open): complete it.  *done says whether it was. */
+static int complete_pending(s3_driver *d, const char *key, int *done,
+			    lup_error *err)
+{
+	char *id = NULL;
+	int rc = s3_find_upload(d, key, &id, err);
+
+	*done = 0;
+	if (rc == 0 && id && (rc = s3_materialize(d, key, id, err)) == 0)
+		*done = 1;
+	free(id);
+	return rc;
+}
+
 static int s3_get_content(lup_driver *drv, const char *path, lup_buf *out,
 			  lup_error *err)
 {
@@ -43,11 +58,18 @@ static int s3_get_content(lup_driver *drv, const char *path, lup_buf *out,
 	char *key = s3_key(d, path);
 	s3_req r = {.method = "GET", .key = key, .sink = out};
 	s3_resp resp = {0};
-	int rc;
+	int rc, done = 0;
 
 	if (!key)
 		return oom(err);
 	rc = s3_do(d, &r, &resp, err);
+	if (rc == 0 && resp.status == 404 &&
+	    (rc = complete_pending(d, key, &done, err)) == 0 && done) {
+		s3_resp_free(&resp);
+		memset(&resp, 0, sizeof resp);
+		out->len = 0;
+		rc = s3_do(d, &r, &resp, err);
+	}
 	if (rc == 0 && (resp.status < 200 || resp.status >= 300))
 		rc = s3_fail(&resp, "GET", path, err);
 	s3_resp_free(&resp);
@@ -952,6 +974,17 @@ static int s3_move(lup_driver *drv, const char *src, const char *dst,
 	r = (s3_req){.method = "HEAD", .key = sk, .head = 1};
 	if ((rc = s3_do(d, &r, &resp, err)) != 0)
 		goto out;
+	if (resp.status == 404) {
+		int done = 0;
+		if ((rc = complete_pending(d, sk, &done, err)) != 0)
+			goto out;
+		if (done) {
+			s3_resp_free(&resp);
+			memset(&resp, 0, sizeof resp);
+			if ((rc = s3_do(d, &r, &resp, err)) != 0)
+				goto out;
+		}
+	}
 	if (resp.status != 200) {
 		rc = resp.status == 404
 			     ? lup_error_set(err, LUP_EPATH_NOT_FOUND, src,

@@ -11,8 +11,16 @@
 #include <stdint.h>
 
 #include "drivers/s3/s3_sigv4.h"
-#include "layerup/driver.h"
 #include "layerup/driver_s3.h"
+#include "layerup/sys/driver.h"
+
+/* The traffic counters as the driver keeps them (lup_s3_counters is the
+ * public snapshot). */
+typedef struct lup_s3_counters_atomic {
+	atomic_llong bytes_sent;
+	atomic_llong bytes_received;
+	atomic_llong requests;
+} lup_s3_counters_atomic;
 
 #define S3_POOL 8
 #define S3_MIN_PART (5 * 1024 * 1024)

@@ -10,7 +10,7 @@
 #include <openssl/hmac.h>
 
 #include "drivers/s3/s3_sigv4.h"
-#include "layerup/driver.h"
+#include "layerup/sys/driver.h"
 
 static void hex(const unsigned char *p, size_t n, char *out)
 {

@@ -56,6 +56,7 @@ typedef struct s3_writer {
 	lup_buf buf;    /* bytes not yet in a kept part */
 	int tail_stored; /* the tail object holds buf's current prefix */
 	int readopted;  /* readopt ran once: never loop on a vanished upload */
+	int adopted;    /* continues a completed object at the key */
 	s3_job jobs[S3_MAX_JOBS]; /* parts in flight, oldest at head */
 	int head, njobs;
 	int64_t inflight;  /* bytes in those parts */
@@ -563,10 +564,22 @@ static int complete(s3_writer *w, lup_error *err)
 
 static int commit_once(s3_writer *w, lup_error *err);
 
+/* Commit makes what was written durable and readable, not final: the
+ * multipart upload stays open with the short tail stored as its last part,
+ * so that a resume here or in the registry appends to it instead of
+ * re-copying a completed object; a reader, get_content or move of the data
+ * completes it when its bytes are needed (s3_materialize).  A writer that
+ * continues a completed object (adopted) completes its upload, so that
+ * the object at the key is never a stale prefix of what was written. */
 static int w_commit(lup_writer *lw, lup_error *err)
 {
 	s3_writer *w = (s3_writer *)lw;
-	int rc = commit_once(w, err);
+	int rc;
+
+	if (w->state == W_OPEN && !w->adopted &&
+	    ((rc = store_tail(w, err)) != 0 || !w->adopted))
+		return rc;
+	rc = commit_once(w, err);
 
 	if (rc == LUP_EPATH_NOT_FOUND && w->state == W_OPEN &&
 	    readopt(w, err) == 0)
@@ -742,6 +755,7 @@ static int adopt_object(s3_writer *w, int64_t size, lup_error *err)
 {
 	int rc;
 
+	w->adopted = 1;
 	if ((rc = create_upload(w, err)) != 0)
 		return rc;
 	if (size >= S3_MIN_PART)

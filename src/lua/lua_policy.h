@@ -1,6 +1,7 @@
 /*
- * lua_store.h - the store userdata and its policy bridge, shared by
- * lua_store.c and lua_upload.c.
+ * lua_policy.h - the store userdata and its policy bridge: what
+ * lua_store.c and lua_upload.c share.  Both include this header; only
+ * lua_store.c calls into lua_upload.c (lua_upload.h), never the reverse.
  *
  * Policy functions live in the registry (refs below) and are called on the
  * lua_State of whichever method is running: each entry point sets pol.L and
@@ -16,8 +17,8 @@
  * upload userdata references its store userdata (user value 1), so the
  * policies live as long as any upload of the store.
  */
-#ifndef LUP_LUA_STORE_H
-#define LUP_LUA_STORE_H
+#ifndef LUP_LUA_POLICY_H
+#define LUP_LUA_POLICY_H
 
 #include "lua/lua_util.h"
 
@@ -63,11 +64,7 @@ typedef struct lup_lua_store {
 		(pol)->L = prev_;                                          \
 	} while (0)
 
-/* The store userdata at idx (raises if closed). */
+/* The store userdata at idx (raises if closed); lua_store.c. */
 lup_lua_store *lup_lua_check_store(lua_State *L, int idx);
-
-/* Push an upload userdata for u; the store userdata is at store_idx. */
-void lup_lua_push_upload(lua_State *L, lup_upload *u, int store_idx);
-
 
 #endif

@@ -1,0 +1,182 @@
+-- Interop on S3: Docker Distribution 2.8.2 (Debian docker-registry) with its
+-- own `s3` storage driver on the same bucket and prefix as layerup's S3
+-- driver (the Ceph RGW that spec/run starts).  The registry serves what
+-- layerup uploaded, appends to and commits uploads layerup started, and
+-- layerup finishes uploads the registry started without re-reading data.
+
+local util = require "integration.helpers.util"
+local R = require "integration.helpers.registry"
+local s3env = require "helpers.s3env"
+
+local KiB, MiB = 1024, 1024 * 1024
+
+if not s3env.options() then
+	describe("registry interop on S3", function()
+		pending("no S3 server: spec/run starts Ceph RGW when ceph-mon, ceph-osd and radosgw are installed")
+	end)
+	return
+end
+
+local layerup = require "layerup"
+
+local function ok(v, err)
+	if v == nil then
+		error("layerup call failed: " .. tostring(err), 2)
+	end
+	return v
+end
+
+describe("registry interop on S3", function()
+	local prefix, reg
+
+	local function driver(extra)
+		local o = s3env.options(extra)
+		o.prefix = prefix
+		return ok(layerup.s3(o))
+	end
+
+	lazy_setup(function()
+		assert(R.available(), "docker-registry, curl and openssl are required (run `make deps` as root)")
+		prefix = s3env.prefix("registry")
+		local o = s3env.options()
+		o.prefix = prefix
+		reg = R.start(nil, util.tmpdir("reg-s3"), { s3 = o })
+		reg.owns_dir = true
+	end)
+
+	lazy_teardown(function()
+		if reg then
+			reg:stop()
+		end
+	end)
+
+	-- GET the blob through the registry; returns status, bytes.
+	local function fetch(repo, digest)
+		local dir = util.tmpdir("s3reg-get")
+		local out = dir .. "/blob"
+		local r = reg:http("GET", "/v2/" .. repo .. "/blobs/" .. digest, { out_file = out })
+		local body = util.read_file(out)
+		util.rmrf(dir)
+		return r.status, body, r
+	end
+
+	it("serves blobs that layerup uploaded: empty, small, multipart with a short last part", function()
+		local d = driver { part_size = 5 * MiB }
+		local store = ok(layerup.open(d))
+		local repo = "interop/s3-pushed"
+		for _, n in ipairs { 0, 3 * KiB + 1, 11 * MiB + 77 } do
+			local data = util.random_bytes(n)
+			local digest = util.sha256(data)
+			local up = ok(store:start(repo))
+			-- written in two sessions: the second resumes a stored tail
+			ok(up:write(data:sub(1, n // 2)))
+			ok(up:close())
+			up = ok(store:resume(repo, up.uuid))
+			ok(up:write(data:sub(n // 2 + 1)))
+			ok(up:finish(digest))
+			local status, body = fetch(repo, digest)
+			assert.are.equal(200, status, "blob of " .. n .. " bytes")
+			assert.are.equal(n, #body)
+			assert.is_true(body == data, "the registry served other bytes")
+			local r = reg:http("HEAD", "/v2/" .. repo .. "/blobs/" .. digest)
+			assert.are.equal(200, r.status)
+			assert.are.equal(tostring(n), r.headers["content-length"])
+		end
+		store:close()
+	end)
+
+	-- layerup starts and closes an upload; returns uuid, startedat.
+	local function layerup_started(repo, part, part_size)
+		local d = driver { part_size = part_size or 5 * MiB }
+		local store = ok(layerup.open(d))
+		local up = ok(store:start(repo))
+		ok(up:write(part))
+		ok(up:close())
+		local started = ok(d:get_content("/docker/registry/v2/repositories/" .. repo .. "/_uploads/" .. up.uuid .. "/startedat"))
+		store:close()
+		return up.uuid, started
+	end
+
+	it("the registry appends to an upload layerup started (short tail and full parts) and commits it", function()
+		for i, cut in ipairs { 2 * MiB + 3, 6 * MiB + 5 } do
+			local repo = "interop/s3-layerup-started-" .. i
+			local data = util.random_bytes(cut + 3 * MiB + 11)
+			local digest = util.sha256(data)
+			local uuid, started = layerup_started(repo, data:sub(1, cut))
+			local tok = R.state_token(repo, uuid, cut, started)
+			local r = reg:http("PATCH", R.upload_path(repo, uuid, tok), { body = data:sub(cut + 1) })
+			assert.are.equal(202, r.status, r.body)
+			assert.are.equal("0-" .. (#data - 1), r.headers["range"])
+			local before = reg:rchar()
+			r = reg:http("PUT", reg:location(r) .. "&digest=" .. digest)
+			local delta = reg:rchar() - before
+			assert.are.equal(201, r.status, r.body)
+			assert.are.equal(digest, r.headers["docker-content-digest"])
+			-- committed from the hash state: the blob was not read back
+			assert.is_true(delta < 256 * KiB, "registry read " .. delta .. " bytes during the PUT")
+			local status, body = fetch(repo, digest)
+			assert.are.equal(200, status)
+			assert.is_true(body == data, "the registry served other bytes")
+		end
+	end)
+
+	it("the registry commits a whole upload layerup wrote, from layerup's hash state", function()
+		local repo = "interop/s3-layerup-written"
+		local data = util.random_bytes(7 * MiB + 999)
+		local digest = util.sha256(data)
+		local uuid, started = layerup_started(repo, data)
+		local tok = R.state_token(repo, uuid, #data, started)
+		local before = reg:rchar()
+		local r = reg:http("PUT", R.upload_path(repo, uuid, tok) .. "&digest=" .. digest)
+		local delta = reg:rchar() - before
+		assert.are.equal(201, r.status, r.body)
+		-- from layerup's hash state, without reading the 7 MiB back
+		assert.is_true(delta < 256 * KiB, "registry read " .. delta .. " bytes during the PUT")
+		local status, body = fetch(repo, digest)
+		assert.are.equal(200, status)
+		assert.is_true(body == data, "the registry served other bytes")
+	end)
+
+	it("layerup finishes uploads the registry started without re-reading them", function()
+		-- 6 MiB: one full part from the registry; 2 MiB: a short last part
+		-- layerup cannot append to (it completes and continues from the
+		-- object server-side, as the registry itself does)
+		for i, cut in ipairs { 6 * MiB + 13, 2 * MiB + 13 } do
+			local repo = "interop/s3-registry-started-" .. i
+			local data = util.random_bytes(cut + 4 * MiB + 7)
+			local digest = util.sha256(data)
+			local uuid, loc = reg:start_upload(repo)
+			local r = reg:http("PATCH", loc, { body = data:sub(1, cut) })
+			assert.are.equal(202, r.status, r.body)
+			assert.are.equal("0-" .. (cut - 1), r.headers["range"])
+
+			local d = driver { part_size = 5 * MiB }
+			local events = {}
+			local store = ok(layerup.open(d, {
+				log = function(ev, f) events[#events + 1] = { ev = ev, f = f } end,
+			}))
+			local up = ok(store:resume(repo, uuid))
+			assert.are.equal(cut, up:size())
+			local before = layerup.s3_counters(d).bytes_received
+			ok(up:write(data:sub(cut + 1)))
+			local info = ok(up:finish(digest))
+			assert.are.equal(digest, info.digest)
+			assert.are.equal(0, up:bytes_reread())
+			-- nothing of the upload came back from the store (states and
+			-- small objects only)
+			local recv = layerup.s3_counters(d).bytes_received - before
+			assert.is_true(recv < 64 * KiB, "received " .. recv .. " bytes")
+			local restored
+			for _, e in ipairs(events) do
+				if e.ev == "upload.resume" then
+					restored = e.f.restored
+				end
+			end
+			assert.are.equal("exact", restored)
+			store:close()
+			local status, body = fetch(repo, digest)
+			assert.are.equal(200, status)
+			assert.is_true(body == data, "the registry served other bytes")
+		end
+	end)
+end)
