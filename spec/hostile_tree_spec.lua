@@ -151,7 +151,9 @@ for _, resolve in ipairs({ "auto", "walk" }) do
 			assert.equals(V2 .. "/repositories/r/_uploads/" .. u.uuid .. "/data", ev[1].path)
 			assert.matches("is a symlink", ev[1].message)
 			assert.equals("", (snapshot(env.v2):gsub("[^\n]*repositories[^\n]*\n", ""):gsub("^%.\n", "")))
-			-- resume does not report (or append to) the victim
+			-- resume does not report (or append to) the victim (once u
+			-- has let go of the upload's lock)
+			u:close()
 			local u2, rerr = env.store:resume("r", u.uuid)
 			assert.is_nil(u2)
 			assert.equals("INVALID_PATH", rerr.code)

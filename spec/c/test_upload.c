@@ -253,7 +253,8 @@ TEST(locked_between_handles)
 		CHECK_EQ_INT(lup_upload_write(r, "d", 1, &err), 0);
 		CHECK_EQ_INT(lup_upload_finish(r, digest, 4, NULL, &err), 0);
 	}
-	CHECK_EQ_INT(lup_upload_cancel(u, &err), 0);
+	/* finished by r: the cancel must not also succeed (issue 8, 6) */
+	CHECK_EQ_INT(lup_upload_cancel(u, &err), LUP_EBLOB_UPLOAD_UNKNOWN);
 out:
 	lup_upload_free(u);
 	lup_upload_free(r);
@@ -893,6 +894,151 @@ TEST(two_threads_one_store)
 	lup_store_release(s);
 }
 
+/* A driver that forwards to D and fails the first put_content of a layer
+ * link with EIO: a finish then fails after its data has moved. */
+typedef struct linkfail {
+	lup_driver base;
+	int armed;
+} linkfail;
+
+#define INNER D
+static int lf_get(lup_driver *d, const char *p, lup_buf *o, lup_error *e)
+{
+	(void)d;
+	return lup_driver_get_content(INNER, p, o, e);
+}
+static int lf_put(lup_driver *d, const char *p, const void *b, size_t n,
+		  lup_error *e)
+{
+	linkfail *lf = (linkfail *)d;
+	size_t len = strlen(p);
+
+	if (lf->armed && len > 5 && strcmp(p + len - 5, "/link") == 0) {
+		lf->armed = 0;
+		return lup_error_set(e, LUP_EIO, p, "injected link failure");
+	}
+	return lup_driver_put_content(INNER, p, b, n, e);
+}
+static int lf_reader(lup_driver *d, const char *p, int64_t off,
+		     lup_reader **o, lup_error *e)
+{
+	(void)d;
+	return lup_driver_reader(INNER, p, off, o, e);
+}
+static int lf_writer(lup_driver *d, const char *p, int append,
+		     lup_writer **o, lup_error *e)
+{
+	(void)d;
+	return lup_driver_writer(INNER, p, append, o, e);
+}
+static int lf_stat(lup_driver *d, const char *p, lup_stat *o, lup_error *e)
+{
+	(void)d;
+	return lup_driver_stat(INNER, p, o, e);
+}
+static int lf_list(lup_driver *d, const char *p, lup_strlist *o, lup_error *e)
+{
+	(void)d;
+	return lup_driver_list(INNER, p, o, e);
+}
+static int lf_move(lup_driver *d, const char *a, const char *b, lup_error *e)
+{
+	(void)d;
+	return lup_driver_move(INNER, a, b, e);
+}
+static int lf_remove(lup_driver *d, const char *p, lup_error *e)
+{
+	(void)d;
+	return lup_driver_delete(INNER, p, e);
+}
+static int lf_lock(lup_driver *d, const char *p, void **t, lup_error *e)
+{
+	(void)d;
+	return lup_driver_lock(INNER, p, t, e);
+}
+static void lf_unlock(lup_driver *d, void *t)
+{
+	(void)d;
+	lup_driver_unlock(INNER, t);
+}
+#undef INNER
+
+/* Issue 8, defects 4 and 5: a finish that failed after the move is
+ * completed by a new handle on another store, and every finish checks
+ * the digest it is given (a wrong alias of the right length too). */
+TEST(finish_restart_after_move)
+{
+	linkfail lf = { .armed = 1 };
+	lup_store *fs = NULL, *s = NULL;
+	lup_upload *u = NULL, *r = NULL;
+	lup_error err;
+	lup_stat st;
+	char uuid[37], digest[80], path[1024];
+	char bad512[8 + 128], bad384[8 + 96], digest2[80];
+
+	lf.base.name = "linkfail";
+	lf.base.get_content = lf_get;
+	lf.base.put_content = lf_put;
+	lf.base.reader = lf_reader;
+	lf.base.writer = lf_writer;
+	lf.base.stat = lf_stat;
+	lf.base.list = lf_list;
+	lf.base.move = lf_move;
+	lf.base.remove = lf_remove;
+	lf.base.lock = lf_lock;
+	lf.base.unlock = lf_unlock;
+	CHECK_EQ_INT(lup_driver_init(&lf.base, LUP_DRIVER_VERSION, &err), 0);
+	CHECK_EQ_INT(lup_store_open(&fs, &lf.base, NULL, &err), 0);
+	s = open_store(NULL);
+	if (!fs || !s)
+		goto out;
+	/* wrong digests of the right length */
+	snprintf(bad512, sizeof(bad512), "sha512:%0128d", 0);
+	snprintf(bad384, sizeof(bad384), "sha384:%096d", 0);
+	sha256_str("restart me", 10, digest);
+	sha256_str("restart m2", 10, digest2);
+	/* the same handle: a wrong alias is refused, twice */
+	CHECK_EQ_INT(lup_upload_start(&u, fs, "restart/a", &err), 0);
+	if (!u)
+		goto out;
+	CHECK_EQ_INT(lup_upload_write(u, "restart me", 10, &err), 0);
+	CHECK_EQ_INT(lup_upload_finish(u, digest, 10, NULL, &err), LUP_EIO);
+	CHECK_EQ_INT(lup_upload_finish(u, bad512, -1, NULL, &err), LUP_EDIGEST_INVALID);
+	CHECK_EQ_INT(lup_upload_finish(u, bad512, -1, NULL, &err), LUP_EDIGEST_INVALID);
+	CHECK_EQ_INT(lup_upload_finish(u, bad384, -1, NULL, &err), LUP_EDIGEST_INVALID);
+	CHECK_EQ_INT(lup_upload_finish(u, digest, -1, NULL, &err), 0);
+	lup_upload_free(u);
+	u = NULL;
+	/* another handle on another store */
+	lf.armed = 1;
+	CHECK_EQ_INT(lup_upload_start(&u, fs, "restart/b", &err), 0);
+	if (!u)
+		goto out;
+	snprintf(uuid, sizeof(uuid), "%s", lup_upload_uuid(u));
+	CHECK_EQ_INT(lup_upload_write(u, "restart m2", 10, &err), 0);
+	CHECK_EQ_INT(lup_upload_finish(u, digest2, 10, NULL, &err), LUP_EIO);
+	CHECK_EQ_INT(lup_upload_resume(&r, s, "restart/b", uuid, &err), LUP_ELOCKED);
+	lup_upload_free(u);
+	u = NULL;
+	CHECK_EQ_INT(lup_upload_resume(&r, s, "restart/b", uuid, &err), 0);
+	if (!r)
+		goto out;
+	CHECK_EQ_INT(lup_upload_size(r), 10);
+	CHECK_EQ_INT(lup_upload_write(r, "x", 1, &err), LUP_EBLOB_UPLOAD_INVALID);
+	CHECK_EQ_INT(lup_upload_finish(r, bad512, -1, NULL, &err), LUP_EDIGEST_INVALID);
+	CHECK_EQ_INT(lup_upload_finish(r, digest2, 10, NULL, &err), 0);
+	snprintf(path, sizeof(path), V2 "/repositories/restart/b/_layers/sha256/%s/link",
+		 digest2 + 7);
+	CHECK_EQ_INT(lup_driver_stat(D, path, &st, &err), 0);
+	upload_path(path, sizeof(path), "restart/b", uuid, NULL);
+	CHECK(!path_exists(path));
+out:
+	lup_upload_free(u);
+	lup_upload_free(r);
+	lup_store_free(fs);
+	lup_store_free(s);
+}
+
 /* ---- drivers -------------------------------------------------------------- */
 
 static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f)
@@ -920,6 +1066,7 @@ static void run_all(void)
 	RUN_ON(hash_thread_option);
 	RUN_ON(options_v3_keep_the_hash_thread);
 	RUN_ON(two_threads_one_store);
+	RUN_ON(finish_restart_after_move);
 }
 
 int main(void)

@@ -878,8 +878,10 @@ static int fs_lock(lup_driver *d, const char *path, void **token,
 	struct stat st;
 	int dfd, fd, rc;
 
-	/* A file or a directory can be locked; never through a symlink, and
-	 * never a FIFO (O_NONBLOCK keeps the open from waiting on one). */
+	/* A file or a directory can be locked (the store locks an upload's
+	 * directory, which unlike a file is never replaced by a rename);
+	 * never through a symlink, and never a FIFO (O_NONBLOCK keeps the
+	 * open from waiting on one). */
 	if ((dfd = fs_parent(fs, path, 0, &leaf, err)) < 0)
 		return dfd;
 	fd = openat(dfd, leaf,

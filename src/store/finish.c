@@ -3,8 +3,15 @@
  * for the data to be visible (retry policy), verify the digest from the
  * running hash (re-hashing the data only when that hash cannot be trusted
  * on its own), move the data into blobs/ unless the blob exists, write the
- * links the policy chooses and remove the upload directory.  Any failure
- * leaves the upload as it was.
+ * links the policy chooses and remove the upload directory.
+ *
+ * Restartable from any process: before the data leaves the upload, the
+ * hash state at the full size is saved next to it; it names the blob.  A
+ * finish that fails (or dies) after the move leaves startedat and that
+ * state, and a later resume (upload.c find_moved) picks the upload up as
+ * "moved": its finish verifies the digest given against the blob, writes
+ * the links and removes the upload.  Before the move, a failure leaves the
+ * upload as it was.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -135,15 +142,120 @@ mismatch:
 			     want->str, canon->str);
 }
 
-/* The data already went to blobs/ in an earlier finish whose later steps
- * failed: carry on from there. */
-static int already_moved(lup_upload *u, const char *blob)
+/* The data already went to blobs/ in an earlier finish of this handle
+ * whose move reported a failure but happened: carry on from there. */
+static void detect_moved(lup_upload *u)
 {
+	lup_digest canon;
 	lup_stat st;
 
-	return u->hash_ok && lup_s_stat(u->store, u->data, &st, NULL) ==
-		LUP_EPATH_NOT_FOUND &&
-	       lup_s_stat(u->store, blob, &st, NULL) == 0 && st.size == u->size;
+	if (u->moved || u->w || !u->hash_ok || u->size == 0)
+		return;
+	lup_digest_from_hash(&u->hash, &canon);
+	if (lup_path_blob_data(u->blob, &canon) == 0 &&
+	    lup_s_stat(u->store, u->data, &st, NULL) == LUP_EPATH_NOT_FOUND &&
+	    lup_s_stat(u->store, u->blob, &st, NULL) == 0 && !st.is_dir &&
+	    st.size == u->size)
+		u->moved = 1;
+}
+
+/* Verify want for a moved upload: its blob is named by u->hash.  A sha256
+ * digest is compared with that name; any other algorithm (and any digest
+ * under rehash_on_finish, which trusts no state) is computed from the blob,
+ * which must also still hash to its name. */
+static int verify_moved(lup_upload *u, const lup_digest *want,
+			lup_digest *canon, lup_error *err)
+{
+	int alias = want->alg != LUP_SHA256;
+	lup_hash full, other;
+	lup_digest got;
+	int rc;
+
+	lup_digest_from_hash(&u->hash, canon);
+	if (!alias && !u->store->rehash_on_finish) {
+		if (strcmp(canon->hex, want->hex) == 0)
+			return 0;
+		return lup_error_set(err, LUP_EDIGEST_INVALID, NULL,
+				     "content does not match digest %s (got %s)",
+				     want->str, canon->str);
+	}
+	lup_hash_init(&full, LUP_SHA256);
+	lup_hash_init(&other, want->alg);
+	if ((rc = lup_upload_rehash(u, &full, alias ? &other : NULL, 0, u->size,
+				    err)) != 0)
+		return rc;
+	lup_digest_from_hash(&full, &got);
+	if (strcmp(got.hex, canon->hex) != 0)
+		return lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, u->blob,
+				     "blob %s hashes to %s", canon->str, got.str);
+	if (alias)
+		lup_digest_from_hash(&other, &got);
+	if (strcmp(got.hex, want->hex) != 0)
+		return lup_error_set(err, LUP_EDIGEST_INVALID, NULL,
+				     "content does not match digest %s (got %s)",
+				     want->str, canon->str);
+	return 0;
+}
+
+/* Save the (verified) hash state at the full size unless it is there:
+ * the proof of the blob's name while the data is in blobs/ without links. */
+static int save_proof(lup_upload *u, lup_error *err)
+{
+	unsigned char buf[LUP_HASH_MAX_STATE];
+	char path[LUP_PATH_BUF];
+	int n, rc;
+
+	if (u->saved == u->size)
+		return 0;
+	n = lup_hash_export(&u->hash, buf, sizeof(buf));
+	if (n < 0)
+		return lup_error_set(err, LUP_EIO, NULL, "cannot export hash state");
+	lup_path_hashstate(path, u->repo, u->uuid, u->size);
+	if ((rc = lup_s_put(u->store, path, buf, (size_t)n, err)) != 0)
+		return rc;
+	u->saved = u->size;
+	return 0;
+}
+
+/* Put the verified data at blob: nothing to do when the blob exists
+ * (dedup); otherwise save the proof, then move.  An empty upload gets an
+ * empty blob written instead, so its data stays until the upload goes. */
+static int place_blob(lup_upload *u, const lup_digest *canon, const char *blob,
+		      int *dedup, lup_error *err)
+{
+	lup_store *s = u->store;
+	lup_stat st;
+	int rc = lup_s_stat(s, blob, &st, err);
+
+	if (rc == 0) {
+		lup_field f[] = { lup_fs("digest", canon->str), lup_fi("size", st.size) };
+
+		*dedup = 1;
+		lup_store_log(s, "blob.dedup", f, 2);
+		return 0;
+	}
+	if (rc != LUP_EPATH_NOT_FOUND)
+		return rc;
+	if (u->size == 0)
+		return lup_s_put(s, blob, "", 0, err);
+	/* The proof first.  An I/O failure fails the finish (the upload stays
+	 * as it was); a hashstates/ path the driver refuses (a symlink left
+	 * in the tree: INVALID_PATH) cannot hold it, so the move goes ahead
+	 * without it, and only this handle could complete a finish that
+	 * fails after the move. */
+	if ((rc = save_proof(u, err)) == LUP_EINVALID_PATH) {
+		lup_field f[] = { lup_fs("code", lup_error_name(rc)),
+				  lup_fs("message", err ? err->message : "") };
+
+		lup_upload_log(u, "upload.proof_failed", f, 2);
+	} else if (rc != 0) {
+		return rc;
+	}
+	if ((rc = lup_s_move(s, u->data, blob, err)) != 0)
+		return rc;
+	u->moved = 1;
+	snprintf(u->blob, sizeof(u->blob), "%s", blob);
+	return 0;
 }
 
 int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
@@ -156,7 +268,6 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 	double t0 = lup_monotonic_ms();
 	int64_t reread0 = u->reread;
 	int rc, dedup = 0;
-	lup_stat st;
 
 	if (u->state != U_OPEN)
 		return lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, NULL,
@@ -171,51 +282,32 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 				   size, u->size);
 		goto fail;
 	}
-	if (u->hash_ok) {
-		lup_digest_from_hash(&u->hash, &canon);
-		lup_path_blob_data(blob, &canon);
-	}
-	if (u->hash_ok && !u->w && already_moved(u, blob)) {
-		if (want.alg == LUP_SHA256 && strcmp(want.hex, canon.hex) != 0) {
-			rc = lup_error_set(err, LUP_EDIGEST_INVALID, NULL,
-					   "content does not match digest %s",
-					   want.str);
+	detect_moved(u);
+	if (u->moved) {
+		if ((rc = verify_moved(u, &want, &canon, err)) != 0)
 			goto fail;
-		}
-		goto link;
+	} else {
+		/* Commit and let go of the data file: a committed writer takes
+		 * no more bytes, and if finish fails the next write reopens
+		 * it. */
+		if ((rc = lup_upload_release_writer(u, err)) != 0 ||
+		    (rc = validate_data(u, err)) != 0 ||
+		    (rc = verify(u, &want, &canon, err)) != 0)
+			goto fail;
 	}
-	/* Commit and let go of the data file: a committed writer takes no
-	 * more bytes, and if finish fails the next write reopens it. */
-	if ((rc = lup_upload_release_writer(u, err)) != 0)
-		goto fail;
-	if ((rc = validate_data(u, err)) != 0 || (rc = verify(u, &want, &canon, err)))
-		goto fail;
 	lup_path_blob_data(blob, &canon);
 	if ((rc = choose_links(u, &canon, &want, &links, err)) != 0)
 		goto fail;
 	/* Move the verified data into content-addressed storage unless the
 	 * blob is already there. */
-	rc = lup_s_stat(s, blob, &st, err);
-	if (rc == 0) {
-		lup_field f[] = { lup_fs("digest", canon.str), lup_fi("size", st.size) };
-
-		dedup = 1;
-		lup_store_log(s, "blob.dedup", f, 2);
-	} else if (rc == LUP_EPATH_NOT_FOUND) {
-		if ((rc = lup_s_move(s, u->data, blob, err)) != 0)
-			goto fail;
-	} else {
+	if (!u->moved && (rc = place_blob(u, &canon, blob, &dedup, err)) != 0)
 		goto fail;
-	}
-	goto write_links;
-link:
-	if ((rc = choose_links(u, &canon, &want, &links, err)) != 0)
-		goto fail;
-write_links:
 	for (size_t i = 0; i < links.count; i++)
 		if ((rc = lup_store_write_link(s, links.items[i].repo,
 					       &links.items[i].d, &canon, err)))
 			goto fail;
+	/* Last: remove the upload (startedat with it, so no one can resume
+	 * it any more).  A failure here leaves a remnant for purge. */
 	if (lup_s_delete(s, u->dir, NULL) != 0) {
 		lup_field f[] = { lup_fs("path", u->dir) };
 		lup_upload_log(u, "upload.cleanup_failed", f, 1);

@@ -58,7 +58,7 @@ int lup_hashstate_rehash(const lup_hs_target *t, lup_hash *h, lup_hash *h2,
 		return 0;
 	if (!(buf = malloc(REHASH_CHUNK)))
 		return lup_error_set(err, LUP_EIO, NULL, "out of memory");
-	if ((rc = lup_driver_reader(t->store->driver, t->data, from, &r,
+	if ((rc = lup_s_reader(t->store, t->data, from, &r,
 				    err)) != 0)
 		goto out;
 	while (from < to) {
@@ -95,7 +95,7 @@ static int read_at(const lup_hs_target *t, int64_t offset, unsigned char *out,
 {
 	lup_reader *r;
 	size_t got = 0;
-	int rc = lup_driver_reader(t->store->driver, t->data, offset, &r, err);
+	int rc = lup_s_reader(t->store, t->data, offset, &r, err);
 
 	if (rc != 0)
 		return rc;

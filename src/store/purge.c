@@ -227,7 +227,7 @@ int lup_store_purge(lup_store *s, int64_t older_than, int dry_run,
 		return rc;
 	for (size_t i = 0; rc == 0 && i < all.count; i++) {
 		lup_upload_info *in = &all.items[i];
-		char dir[LUP_PATH_BUF], data[LUP_PATH_BUF];
+		char dir[LUP_PATH_BUF];
 		void *lock = NULL;
 		lup_error e;
 		lup_stat st;
@@ -235,23 +235,34 @@ int lup_store_purge(lup_store *s, int64_t older_than, int dry_run,
 		if (in->started_at >= cutoff)
 			continue;
 		lup_path_upload_dir(dir, in->repo, in->uuid);
-		lup_path_upload_file(data, in->repo, in->uuid, "data");
-		/* A held upload is skipped, in a dry run too, so that the dry
-		 * run lists exactly what a real one would remove. */
+		/* Removed under the upload's lock (a held upload is skipped,
+		 * in a dry run too, so that the dry run lists exactly what a
+		 * real one would remove).  Without a startedat there is no
+		 * lock to take, and nothing can resume the orphan either. */
 		lup_error_clear(&e);
-		if (lup_s_stat(s, data, &st, NULL) == 0 &&
-		    lup_driver_lock(s->driver, data, &lock, &e) != 0) {
+		rc = lup_store_lock_upload(s, in->repo, in->uuid, &lock, &e);
+		if (rc == LUP_EBLOB_UPLOAD_UNKNOWN &&
+		    lup_s_stat(s, dir, &st, NULL) != 0) {
+			rc = 0; /* gone meanwhile (finished or cancelled) */
+			continue;
+		}
+		/* INVALID_PATH: the upload directory is a symlink (debris):
+		 * nobody can lock or resume it; delete removes only the link. */
+		if (rc != 0 && rc != LUP_EBLOB_UPLOAD_UNKNOWN &&
+		    rc != LUP_EINVALID_PATH) {
 			lup_field f[] = { lup_fs("repo", in->repo),
 					  lup_fs("uuid", in->uuid),
 					  lup_fs("reason", e.message) };
 			lup_store_log(s, "purge.skip", f, 3);
+			rc = 0;
 			continue;
 		}
+		rc = 0;
 		if (dry_run) {
-			lup_driver_unlock(s->driver, lock);
+			lup_s_unlock(s, lock);
 		} else {
 			rc = lup_s_delete(s, dir, &e);
-			lup_driver_unlock(s->driver, lock);
+			lup_s_unlock(s, lock);
 			if (rc == LUP_EPATH_NOT_FOUND)
 				rc = 0;
 			if (rc != 0) {

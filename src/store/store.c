@@ -158,6 +158,18 @@ int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
 	return 1;
 }
 
+/*
+ * The guarded path.  Every operation the store and its uploads perform on
+ * the driver goes through the lup_s_* functions below, and nothing in
+ * src/store/ calls a lup_driver_* function or a driver method itself:
+ * - validation: each goes through the lup_driver_* wrapper (path checks,
+ *   the driver's name in the message, sorted lists);
+ * - the retry policy: a transient failure asks the policy, which may wait
+ *   (sleep hook) and try again;
+ * - the event: each retry is logged as "driver.retry" with the op name.
+ * Readers are retried too (a failed read reopens at the same offset).
+ */
+
 /* Retry loop shared by the lup_s_* wrappers. */
 #define RETRIED(op, call)                                                  \
 	do {                                                               \
@@ -216,6 +228,102 @@ int lup_s_delete(lup_store *s, const char *path, lup_error *err)
 	RETRIED("driver.delete", lup_driver_delete(s->driver, path, err));
 }
 
+int lup_s_lock(lup_store *s, const char *path, void **token, lup_error *err)
+{
+	RETRIED("driver.lock", lup_driver_lock(s->driver, path, token, err));
+}
+
+void lup_s_unlock(lup_store *s, void *token)
+{
+	lup_driver_unlock(s->driver, token);
+}
+
+static int open_reader(lup_store *s, const char *path, int64_t offset,
+		       lup_reader **out, lup_error *err)
+{
+	RETRIED("driver.reader",
+		lup_driver_reader(s->driver, path, offset, out, err));
+}
+
+/* A reader whose failed reads are retried: the inner reader is reopened at
+ * the offset reached, so nothing is skipped or read twice. */
+typedef struct {
+	lup_reader base;
+	lup_store *s;
+	lup_reader *inner; /* NULL after a failed reopen */
+	int64_t pos;
+	char path[LUP_PATH_BUF];
+} retry_reader;
+
+static int64_t rr_read(lup_reader *r, void *buf, size_t n, lup_error *err)
+{
+	retry_reader *rr = (retry_reader *)r;
+	lup_error local;
+
+	if (!err)
+		err = &local;
+	for (int attempt = 1;; attempt++) {
+		int64_t got;
+
+		if (rr->inner) {
+			got = rr->inner->read(rr->inner, buf, n, err);
+			if (got >= 0) {
+				rr->pos += got;
+				return got;
+			}
+		} else {
+			got = open_reader(rr->s, rr->path, rr->pos, &rr->inner,
+					  err);
+			if (got == 0)
+				continue; /* reopened: read again */
+		}
+		if (!lup_store_should_retry(rr->s, attempt, err, "driver.read",
+					    NULL, 0))
+			return got;
+		if (rr->inner) {
+			rr->inner->close(rr->inner);
+			rr->inner = NULL;
+		}
+	}
+}
+
+static void rr_close(lup_reader *r)
+{
+	retry_reader *rr = (retry_reader *)r;
+
+	if (rr->inner)
+		rr->inner->close(rr->inner);
+	lup_store_release(rr->s);
+	free(rr);
+}
+
+int lup_s_reader(lup_store *s, const char *path, int64_t offset,
+		 lup_reader **out, lup_error *err)
+{
+	retry_reader *rr;
+	int rc;
+
+	*out = NULL;
+	if (strlen(path) >= sizeof(rr->path))
+		return lup_error_set(err, LUP_EINVALID_PATH, path,
+				     "path too long");
+	if (!(rr = calloc(1, sizeof(*rr))))
+		return lup_error_set(err, LUP_EIO, path, "out of memory");
+	if ((rc = open_reader(s, path, offset, &rr->inner, err)) != 0) {
+		free(rr);
+		return rc;
+	}
+	rr->base.version = LUP_DRIVER_VERSION;
+	rr->base.read = rr_read;
+	rr->base.close = rr_close;
+	rr->pos = offset;
+	snprintf(rr->path, sizeof(rr->path), "%s", path);
+	lup_store_retain(s);
+	rr->s = s;
+	*out = &rr->base;
+	return 0;
+}
+
 int lup_read_startedat(lup_store *s, const char *repo, const char *uuid,
 		       int64_t *secs, lup_error *err)
 {
@@ -230,6 +338,33 @@ int lup_read_startedat(lup_store *s, const char *repo, const char *uuid,
 		rc = lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, path,
 				   "startedat is not an RFC 3339 time");
 	lup_buf_free(&b);
+	return rc;
+}
+
+int lup_store_lock_upload(lup_store *s, const char *repo, const char *uuid,
+			  void **token, lup_error *err)
+{
+	char dir[LUP_PATH_BUF], path[LUP_PATH_BUF];
+	lup_stat st;
+	int rc;
+
+	*token = NULL;
+	if ((rc = lup_path_upload_dir(dir, repo, uuid)) != 0 ||
+	    (rc = lup_path_upload_file(path, repo, uuid, "startedat")) != 0)
+		return lup_error_set(err, rc, NULL, "path too long");
+	rc = lup_s_lock(s, dir, token, err);
+	/* Re-check under the lock: whoever removes an upload (finish, cancel,
+	 * purge, expiry) holds this lock while doing so, so the upload is
+	 * either still whole here or gone for good. */
+	if (rc == 0 && (rc = lup_s_stat(s, path, &st, err)) == 0 && st.is_dir)
+		rc = LUP_EPATH_NOT_FOUND;
+	if (rc != 0) {
+		lup_s_unlock(s, *token);
+		*token = NULL;
+	}
+	if (rc == LUP_EPATH_NOT_FOUND)
+		return lup_error_set(err, LUP_EBLOB_UPLOAD_UNKNOWN, NULL,
+				     "blob upload unknown: %s/%s", repo, uuid);
 	return rc;
 }
 
@@ -309,7 +444,7 @@ int lup_store_open_blob(lup_store *s, const char *repo, const char *digest,
 	if (rc != 0)
 		return rc;
 	lup_path_blob_data(path, &canon);
-	return lup_driver_reader(s->driver, path, 0, out, err);
+	return lup_s_reader(s, path, 0, out, err);
 }
 
 /* Write the link of `d` in repo pointing at canonical `canon`. */

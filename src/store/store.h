@@ -57,7 +57,12 @@ void lup_store_log(lup_store *s, const char *event, const lup_field *f,
 int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
 			   const char *op, const lup_field *ctx, size_t nctx);
 
-/* Driver calls with the retry policy applied to transient errors. */
+/* The one guarded path for driver calls (store.c): every operation of the
+ * store and its uploads goes through these, never through lup_driver_*
+ * directly.  Each validates (via the lup_driver_* wrapper), applies the
+ * retry policy to transient errors and logs "driver.retry" for each retry.
+ * Readers from lup_s_reader retry failed reads by reopening at the offset
+ * reached; they hold a reference on the store until closed. */
 int lup_s_get(lup_store *s, const char *path, lup_buf *out, lup_error *err);
 int lup_s_put(lup_store *s, const char *path, const void *p, size_t n,
 	      lup_error *err);
@@ -68,6 +73,10 @@ int lup_s_writer(lup_store *s, const char *path, int append, lup_writer **out,
 		 lup_error *err);
 int lup_s_move(lup_store *s, const char *src, const char *dst, lup_error *err);
 int lup_s_delete(lup_store *s, const char *path, lup_error *err);
+int lup_s_reader(lup_store *s, const char *path, int64_t offset,
+		 lup_reader **out, lup_error *err);
+int lup_s_lock(lup_store *s, const char *path, void **token, lup_error *err);
+void lup_s_unlock(lup_store *s, void *token);
 
 /* nanosleep for seconds (EINTR-safe); the default sleep hook. */
 void lup_sleep(double seconds);
@@ -102,6 +111,15 @@ static inline lup_field lup_fb(const char *k, int v)
  * purge.  Returns 0 and *secs, PATH_NOT_FOUND, or BLOB_UPLOAD_INVALID. */
 int lup_read_startedat(lup_store *s, const char *repo, const char *uuid,
 		       int64_t *secs, lup_error *err);
+
+/* Take an upload's lock (on its directory, which exists from the start of
+ * the upload until it is removed, and unlike a file is never replaced by a
+ * rename) and re-check
+ * under the lock that the upload still exists.  0 with *token held;
+ * BLOB_UPLOAD_UNKNOWN when it is gone (or never had a startedat); LOCKED
+ * when another handle holds it. */
+int lup_store_lock_upload(lup_store *s, const char *repo, const char *uuid,
+			  void **token, lup_error *err);
 
 /* Write repo's link for digest d naming the canonical blob. */
 int lup_store_write_link(lup_store *s, const char *repo, const lup_digest *d,

@@ -17,7 +17,15 @@
  *   what was written) and never rejects right content (a mismatch on a hash
  *   not computed by one unbroken chain in this process is re-checked by
  *   re-hashing the data once).
- * - a failed finish leaves the upload as it was.
+ * - the upload's lock is taken on its directory, which exists from the
+ *   start until the upload is removed; whoever removes an upload (finish,
+ *   cancel, purge, expiry) holds it, and whoever takes it re-checks that
+ *   the upload is still there (lup_store_lock_upload), so a loser of a race
+ *   sees BLOB_UPLOAD_UNKNOWN and never re-creates a file of a removed
+ *   upload.
+ * - a failed finish leaves an upload that any process can finish or cancel
+ *   (finish.c: the data moves into blobs/ only after the hash state at the
+ *   full size, which names the blob, has been saved).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -95,7 +103,7 @@ void lup_upload_log(lup_upload *u, const char *event, lup_field *extra,
 void lup_upload_release_lock(lup_upload *u)
 {
 	if (u->lock) {
-		lup_driver_unlock(u->store->driver, u->lock);
+		lup_s_unlock(u->store, u->lock);
 		u->lock = NULL;
 	}
 }
@@ -191,9 +199,8 @@ int lup_upload_start_ext(lup_upload **out, lup_store *s, const char *repo,
 	lup_time_format(u->started_at, startedat);
 	lup_path_upload_file(path, repo, uuid, "startedat");
 	if ((rc = lup_s_put(s, path, startedat, 20, err)) != 0 ||
+	    (rc = lup_s_lock(s, u->dir, &u->lock, err)) != 0 ||
 	    (rc = lup_s_writer(s, u->data, 0, &u->w, err)) != 0)
-		goto fail;
-	if ((rc = lup_driver_lock(s->driver, u->data, &u->lock, err)) != 0)
 		goto fail;
 	u->chain = 1;
 	u->hash_ok = 1;
@@ -206,7 +213,7 @@ fail:
 		u->w->close(u->w, NULL);
 		u->w = NULL;
 	}
-	lup_driver_delete(s->driver, u->dir, NULL);
+	lup_s_delete(s, u->dir, NULL); /* still under the lock, if taken */
 	lup_upload_free(u);
 	return rc;
 }
@@ -226,6 +233,8 @@ int lup_upload_rehash(lup_upload *u, lup_hash *h, lup_hash *h2, int64_t from,
 {
 	lup_hs_target t = hs_target(u);
 
+	if (u->moved)
+		t.data = u->blob; /* a finish past the move reads the blob */
 	return lup_hashstate_rehash(&t, h, h2, from, to, err);
 }
 
@@ -238,12 +247,80 @@ static void restore_hash(lup_upload *u, const char **how)
 	lup_hashstate_restore(&t, how);
 }
 
+static int parse_decimal(const char *path, int64_t *out)
+{
+	const char *base = strrchr(path, '/');
+	int64_t v = 0;
+
+	base = base ? base + 1 : path;
+	if (!*base || strlen(base) > 18)
+		return -1;
+	for (const char *p = base; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (*p - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* The upload has no data: an earlier finish moved it into blobs/ and was
+ * cut short before its links were written or the upload was removed.  That
+ * finish saved the hash state at the full size before the move; the state
+ * names the blob.  Accept the upload as moved when that blob exists with
+ * exactly that size; otherwise it is unknown. */
+static int find_moved(lup_upload *u, lup_error *err)
+{
+	lup_store *s = u->store;
+	lup_strlist names = { 0 };
+	int found = 0;
+
+	if (lup_s_list(s, u->hsdir, &names, NULL) == 0) {
+		for (size_t i = 0; i < names.count && !found; i++) {
+			lup_buf b = { 0 };
+			lup_error e;
+			lup_digest d;
+			lup_stat st;
+			int64_t off;
+
+			lup_error_clear(&e);
+			if (parse_decimal(names.items[i], &off) == 0 && off > 0 &&
+			    lup_s_get(s, names.items[i], &b, &e) == 0 &&
+			    lup_hash_import(&u->hash, b.data, b.len, &e) == 0 &&
+			    u->hash.alg == LUP_SHA256 &&
+			    lup_hash_length(&u->hash) == (uint64_t)off) {
+				lup_digest_from_hash(&u->hash, &d);
+				lup_path_blob_data(u->blob, &d);
+				if (lup_s_stat(s, u->blob, &st, &e) == 0 &&
+				    !st.is_dir && st.size == off) {
+					found = 1;
+					u->size = off;
+				}
+			}
+			lup_buf_free(&b);
+		}
+	}
+	lup_strlist_free(&names);
+	if (!found) {
+		lup_hash_init(&u->hash, LUP_SHA256);
+		return lup_error_set(err, LUP_EBLOB_UPLOAD_UNKNOWN, NULL,
+				     "blob upload unknown: %s/%s has no data",
+				     u->repo, u->uuid);
+	}
+	u->moved = 1;
+	u->hash_ok = 1;
+	u->chain = 0;
+	u->saved = u->size;
+	return 0;
+}
+
 int lup_upload_resume(lup_upload **out, lup_store *s, const char *repo,
 		      const char *uuid, lup_error *err)
 {
 	lup_upload *u;
 	lup_stat st;
-	const char *how;
+	const char *how = "moved";
+	char path[LUP_PATH_BUF];
 	int rc;
 
 	*out = NULL;
@@ -254,33 +331,48 @@ int lup_upload_resume(lup_upload **out, lup_store *s, const char *repo,
 				     "blob upload unknown: invalid upload id");
 	if ((rc = new_handle(&u, s, repo, uuid, err)) != 0)
 		return rc;
+	/* The lock first: finish, cancel, purge and expiry remove an upload
+	 * only while holding it, so what is seen below stays true. */
+	if ((rc = lup_store_lock_upload(s, repo, uuid, &u->lock, err)) != 0)
+		goto fail;
 	rc = lup_read_startedat(s, repo, uuid, &u->started_at, err);
-	if (rc == 0 || rc == LUP_EBLOB_UPLOAD_INVALID)
-		rc = lup_s_stat(s, u->data, &st, err);
-	if (rc == LUP_EPATH_NOT_FOUND || (rc == 0 && st.is_dir)) {
+	if (rc == LUP_EBLOB_UPLOAD_INVALID) {
+		u->started_at = 0; /* unreadable: fall back to an mtime */
+		rc = 0;
+	}
+	if (rc == 0 && (rc = lup_s_stat(s, u->data, &st, err)) ==
+			       LUP_EPATH_NOT_FOUND)
+		rc = find_moved(u, err); /* startedat is there, data is not */
+	else if (rc == LUP_EPATH_NOT_FOUND || (rc == 0 && st.is_dir))
 		rc = lup_error_set(err, LUP_EBLOB_UPLOAD_UNKNOWN, NULL,
 				   "blob upload unknown: %s/%s", repo, uuid);
-		goto fail;
-	}
 	if (rc != 0)
 		goto fail;
-	if (u->started_at == 0) /* startedat unreadable: fall back to mtime */
+	if (u->started_at == 0) {
+		lup_path_upload_file(path, repo, uuid, "startedat");
+		if (u->moved && lup_s_stat(s, path, &st, NULL) != 0)
+			st.mtime_ns = 0;
 		u->started_at = st.mtime_ns / 1000000000;
+	}
 	if (s->max_age > 0 && lup_now() - u->started_at > s->max_age) {
 		lup_field f[] = { lup_fi("started_at", u->started_at) };
 
+		/* Removed under the lock: a writer holding the upload made
+		 * us fail with LOCKED above instead. */
 		lup_upload_log(u, "upload.expired", f, 1);
 		lup_s_delete(s, u->dir, NULL);
 		rc = lup_error_set(err, LUP_EBLOB_UPLOAD_UNKNOWN, NULL,
 				   "blob upload unknown: %s/%s expired", repo, uuid);
 		goto fail;
 	}
-	if ((rc = lup_driver_lock(s->driver, u->data, &u->lock, err)) != 0)
-		goto fail;
-	if ((rc = lup_s_writer(s, u->data, 1, &u->w, err)) != 0)
-		goto fail;
-	u->size = u->w->size(u->w);
-	restore_hash(u, &how);
+	if (!u->moved) {
+		/* data exists and nobody can remove it while we hold the
+		 * lock: the append open does not create it. */
+		if ((rc = lup_s_writer(s, u->data, 1, &u->w, err)) != 0)
+			goto fail;
+		u->size = u->w->size(u->w);
+		restore_hash(u, &how);
+	}
 	u->state = U_OPEN;
 	{
 		lup_field f[] = { lup_fi("offset", u->size), lup_fs("restored", how),
@@ -304,6 +396,10 @@ int lup_upload_check_open(lup_upload *u, lup_error *err)
 		return lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, NULL,
 				     "upload %s is %s", u->uuid,
 				     u->state == U_CLOSED ? "closed" : "finished");
+	if (u->moved)
+		return lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, NULL,
+				     "upload %s is complete (its data is in "
+				     "blobs/): finish or cancel it", u->uuid);
 	if (!u->w)
 		return lup_s_writer(u->store, u->data, 1, &u->w, err);
 	return 0;
@@ -447,11 +543,11 @@ int lup_upload_cancel(lup_upload *u, lup_error *err)
 		return 0;
 	lup_upload_drain(u);
 	if (u->state == U_CLOSED) {
-		/* Someone else may have resumed it since: take the lock. */
-		lup_stat st;
-
-		if (lup_s_stat(u->store, u->data, &st, NULL) == 0 &&
-		    (rc = lup_driver_lock(u->store->driver, u->data, &u->lock, err)))
+		/* Someone else may have resumed, finished or cancelled it
+		 * since: take the lock and see that it is still there, so
+		 * that a finish and a cancel never both succeed. */
+		if ((rc = lup_store_lock_upload(u->store, u->repo, u->uuid,
+						&u->lock, err)) != 0)
 			return rc;
 	}
 	if (u->w) {

@@ -20,7 +20,7 @@ struct lup_upload {
 	int64_t started_at;
 	int state;
 	lup_writer *w;  /* NULL until needed again after a failed finish */
-	void *lock;     /* driver lock token */
+	void *lock;     /* driver lock token (on dir, see store.h) */
 	lup_hash hash;  /* sha256 of data[0, size) when hash_ok */
 	int hash_ok;
 	int chain;      /* hash computed from byte 0 in this process */
@@ -37,6 +37,11 @@ struct lup_upload {
 	char dir[LUP_PATH_BUF];
 	char data[LUP_PATH_BUF];
 	char hsdir[LUP_PATH_BUF];
+	/* An earlier finish moved data into blobs/ (at blob) and stopped
+	 * before its links were written: only finish or cancel remain, and
+	 * the data is read from the blob. */
+	int moved;
+	char blob[LUP_PATH_BUF];
 };
 
 /* Emit event with repo and uuid first, then the extra fields. */
@@ -53,8 +58,9 @@ int lup_upload_release_writer(lup_upload *u, lup_error *err);
 
 void lup_upload_release_lock(lup_upload *u);
 
-/* Feed data[from, to) into h (and h2 unless NULL), counting re-read bytes;
- * BLOB_UPLOAD_INVALID if the data ends early. */
+/* Feed data[from, to) (read from the blob once moved) into h (and h2
+ * unless NULL), counting re-read bytes; BLOB_UPLOAD_INVALID if the data
+ * ends early. */
 int lup_upload_rehash(lup_upload *u, lup_hash *h, lup_hash *h2, int64_t from,
 		      int64_t to, lup_error *err);
 

@@ -144,9 +144,11 @@ struct lup_driver {
 	int (*remove)(lup_driver *d, const char *path, lup_error *err);
 
 	/* Optional: take an exclusive, non-blocking lock named by path (the
-	 * path exists).  LUP_ELOCKED when someone else holds it.  The lock must
-	 * exclude other handles in this process too.  *token is passed back to
-	 * unlock.  Without these methods uploads are not locked. */
+	 * path exists: a file or a directory; the store locks an upload's
+	 * directory).  LUP_ELOCKED when someone else holds it.  The lock must
+	 * exclude other handles in this process too, and must not be lost
+	 * when a file inside a locked directory is replaced.  *token is passed
+	 * back to unlock.  Without these methods uploads are not locked. */
 	int (*lock)(lup_driver *d, const char *path, void **token,
 		    lup_error *err);
 	void (*unlock)(lup_driver *d, void *token);
