@@ -11,6 +11,9 @@ BUILD    ?= build
 CC       ?= cc
 LUA      ?= lua5.4
 LUA_INC  ?= -I/usr/include/lua5.4
+# The same binding built for LuaJIT 2.1 (nginx's Lua module): $(BUILD)/luajit/
+LUAJIT   ?= luajit
+LUAJIT_INC ?= $(shell pkg-config --cflags luajit 2>/dev/null || echo -I/usr/include/luajit-2.1)
 OPT      ?= -O2 -g
 SAN      ?=
 VERSION  := $(shell sed -n 's/^\#define LUP_VERSION_STRING "\(.*\)"/\1/p' include/layerup.h)
@@ -28,6 +31,7 @@ LIB_SRC  = $(wildcard src/core/*.c src/drivers/*.c src/drivers/*/*.c src/store/*
 LUA_SRC  = $(wildcard src/lua/*.c)
 LIB_OBJ  = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_OBJ  = $(LUA_SRC:src/%.c=$(BUILD)/obj/%.o)
+LUAJIT_OBJ = $(LUA_SRC:src/%.c=$(BUILD)/luajit/obj/%.o)
 HDRS     = $(wildcard include/*.h include/layerup/*.h include/layerup/*/*.h src/*/*.h)
 
 CTEST_SRC = $(wildcard spec/c/test_*.c)
@@ -36,11 +40,11 @@ EXAMPLE_C = $(wildcard examples/*.c)
 EXAMPLE_BIN = $(EXAMPLE_C:examples/%.c=$(BUILD)/examples/%)
 
 .PHONY: all lib deps run test test-s3-swift check bench clean ctest fuzz docs torture \
-	install install-lib install-lua install-docs uninstall
+	install install-lib install-lua install-docs uninstall serve
 
 LIBS_OUT = $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so
 
-all: $(LIBS_OUT) $(CTEST_BIN) $(EXAMPLE_BIN)
+all: $(LIBS_OUT) $(BUILD)/luajit/layerup/core.so $(CTEST_BIN) $(EXAMPLE_BIN)
 
 # The libraries and the Lua module only (what install needs).
 lib: $(LIBS_OUT)
@@ -69,6 +73,17 @@ $(BUILD)/layerup/core.so: $(LIB_OBJ) $(LUA_OBJ) src/lua/core.map
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,--version-script=src/lua/core.map \
 		-o $@ $(LIB_OBJ) $(LUA_OBJ) $(LIBS)
+
+# Neither build links liblua/libluajit: the host (lua5.4, luajit, nginx)
+# provides the symbols, and loading the wrong build fails cleanly.
+$(BUILD)/luajit/obj/%.o: src/%.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(subst $(LUA_INC),$(LUAJIT_INC),$(CFLAGS_ALL)) -c $< -o $@
+
+$(BUILD)/luajit/layerup/core.so: $(LIB_OBJ) $(LUAJIT_OBJ) src/lua/core.map
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,--version-script=src/lua/core.map \
+		-o $@ $(LIB_OBJ) $(LUAJIT_OBJ) $(LIBS)
 
 $(BUILD)/tests/%: spec/c/%.c spec/c/test.h $(BUILD)/liblayerup.a
 	@mkdir -p $(dir $@)
@@ -99,6 +114,11 @@ check: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 		SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" all
 	@BUILD=build-asan LUA=$(LUA) SANITIZE=1 spec/run
+
+# The OCI registry API on ./var/registry through nginx (layerup serve).
+serve: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) bin/layerup serve ./var/registry --listen 127.0.0.1:5000
 
 bench: deps
 	@$(MAKE) --no-print-directory all

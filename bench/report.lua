@@ -143,6 +143,30 @@ local WORKLOADS = {
 	  metrics = { { "uploads_per_s", "uploads/s" }, { "seconds", "s" }, { "post_batch_s", "POST batch s" },
 		{ "put_batch_s", "PUT batch s" }, { "cpu_user_s", "CPU user s" }, { "cpu_sys_s", "CPU sys s" } },
 	  ratios = { { "uploads_per_s", "small", "registry", "x registry" } } },
+	{ id = "http-patch", title = "8. HTTP: one PATCH of the big blob + PUT, nginx host vs registry 2.8",
+	  text = "bin/layerup serve with one worker (nginx + LuaJIT + layerup.oci) against docker-registry 2.8, "
+		.. "fresh store and server per run. curl -T: Content-Length (cl) or Transfer-Encoding: chunked; "
+		.. "seconds from the PATCH to the PUT's answer. CPU s/GiB: user+system time of the nginx worker "
+		.. "(all its threads) or of the registry process; RSS: its VmHWM at the end.",
+	  contenders = { "layerup-nginx-cl", "registry-cl", "layerup-nginx-chunked", "registry-chunked" },
+	  metrics = { { "mb_per_s", "MB/s" }, { "seconds", "s" }, { "cpu_s_per_gib", "server CPU s/GiB" },
+		{ "rss_mib", "server peak RSS MiB" } } },
+	{ id = "http-skopeo", title = "9. HTTP: skopeo copy of a 5-layer image (oci: layout -> server)",
+	  text = "Five uncompressed layers of min(BENCH_SIZE/10, 100 MiB) each, --preserve-digests, "
+		.. "one fresh server and store per run.",
+	  contenders = { "layerup-nginx", "registry" },
+	  metrics = { { "seconds", "s" } } },
+	{ id = "http-small", title = "10. HTTP: many small blobs (POST + PUT ?digest= over keep-alive)",
+	  text = "4 KiB blobs: all POSTs in one curl run over one kept-alive connection, then all PUTs (body "
+		.. "and digest) in a second; the same requests to both servers.",
+	  contenders = { "layerup-nginx", "registry" },
+	  metrics = { { "uploads_per_s", "uploads/s" }, { "seconds", "s" } },
+	  ratios = { { "uploads_per_s", "http-small", "registry", "x registry" } } },
+	{ id = "http-latency", title = "11. HTTP: GET /v2/ latency on the worker that receives a big PATCH",
+	  text = "One nginx worker; a new connection every ~10 ms while a Content-Length PATCH of the big blob "
+		.. "streams into the same worker (the blocking budget of the inline body loop made visible).",
+	  contenders = { "layerup-nginx" },
+	  metrics = { { "p50_ms", "p50 ms" }, { "p99_ms", "p99 ms" }, { "max_ms", "max ms" }, { "probes", "probes" } } },
 	{ id = "memory", title = "7. Memory: peak RSS of one streaming upload",
 	  text = "Separate processes; the same 8 MiB Lua string written again and again (no per-write garbage), "
 		.. "then finish. hwm: VmHWM of /proc/self/status at the end; base: VmRSS after loading the module "
@@ -342,6 +366,32 @@ do
 	local d = med("memory", "difference", "hwm_diff_kib")
 	target("peak RSS, 1 GiB minus 64 MiB upload", "<= 2048 KiB",
 		d and ("%s KiB"):format(num(d)), d and d <= 2048)
+end
+
+do
+	local x = ratio_of("http-patch", "layerup-nginx-cl", "mb_per_s", "http-patch", "registry-cl")
+	local y = ratio_of("http-patch", "layerup-nginx-chunked", "mb_per_s", "http-patch", "registry-chunked")
+	target("HTTP PATCH of 1 GiB, nginx host vs registry", ">= 3x registry MB/s",
+		x and ("%s (Content-Length); %s (chunked)"):format(fmt(x, "x"), fmt(y, "x")),
+		x and y and x >= 3 and y >= 3)
+	local cx = ratio_of("http-patch", "layerup-nginx-cl", "cpu_s_per_gib", "http-patch", "registry-cl")
+	local cy = ratio_of("http-patch", "layerup-nginx-chunked", "cpu_s_per_gib", "http-patch", "registry-chunked")
+	target("HTTP PATCH server CPU per GiB vs registry", "<= 1/3 of registry",
+		cx and ("%s (Content-Length); %s (chunked)"):format(fmt(cx, "x"), fmt(cy, "x")),
+		cx and cy and cx <= 1 / 3 and cy <= 1 / 3)
+	local m1 = med("http-patch", "layerup-nginx-cl", "rss_mib")
+	local m2 = med("http-patch", "layerup-nginx-chunked", "rss_mib")
+	target("nginx worker peak RSS during a 1 GiB PATCH", "< 64 MiB",
+		m1 and ("%s MiB (Content-Length); %s MiB (chunked)"):format(num(m1), num(m2 or 0)),
+		m1 and m2 and m1 < 64 and m2 < 64)
+	local sk = ratio_of("http-skopeo", "registry", "seconds", "http-skopeo", "layerup-nginx")
+	target("skopeo copy of 5 layers, nginx host vs registry", ">= 2x faster",
+		sk and ("%s faster"):format(fmt(sk, "x")), sk and sk >= 2)
+	local sm = ratio_of("http-small", "layerup-nginx", "uploads_per_s", "http-small", "registry")
+	target("small blobs over HTTP vs registry", "reported", sm and ("%s"):format(fmt(sm, "x")), nil)
+	local p50, p99 = med("http-latency", "layerup-nginx", "p50_ms"), med("http-latency", "layerup-nginx", "p99_ms")
+	target("GET /v2/ latency on a worker receiving 1 GiB", "reported (p50 / p99)",
+		p50 and ("%s / %s ms"):format(num(p50), num(p99)), nil)
 end
 
 p("## Targets")

@@ -1,3 +1,4 @@
+-- vm: lua5.4 only: the CLI (bin/layerup) runs on lua5.4
 -- spec/cli_spec.lua - the `layerup` command: every subcommand, bad input,
 -- --json output, LAYERUP_ROOT, exit codes (in-process and as a program).
 

@@ -18,7 +18,7 @@ end
 
 -- A digest of alg that is well formed but wrong.
 local function wrong(alg, len)
-	return alg .. ":" .. ("ab"):rep(len // 2)
+	return alg .. ":" .. ("ab"):rep(math.floor(len / 2))
 end
 
 stores.each_driver(function(drv)

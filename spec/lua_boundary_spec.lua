@@ -5,6 +5,7 @@
 
 local layerup = require "layerup"
 local util = require "helpers.util"
+local vm = require "helpers.vm"
 
 local ERR_MT = getmetatable(layerup.error("IO", "x"))
 
@@ -50,6 +51,7 @@ describe("policy calls from C", function()
 
 	for name, make in pairs({ ["__len"] = bad_len_list, ["__index"] = bad_index_list }) do
 		it("a link result whose " .. name .. " raises gives nil, err from finish, and the upload can still finish", function()
+			if vm.only54("LuaJIT ignores __len on tables (the list looks empty)") then return end
 			local bad = true
 			local store = assert(layerup.open(root, {
 				link = function(ctx)
@@ -79,6 +81,7 @@ describe("policy calls from C", function()
 	end
 
 	it("a link result whose __len raises leaves the upload cancellable", function()
+		if vm.only54("LuaJIT ignores __len on tables (the list looks empty)") then return end
 		local store = assert(layerup.open(root, { link = bad_len_list }))
 		local u = assert(store:start("a/b"))
 		assert(u:write("x"))
@@ -281,6 +284,7 @@ describe("closing a store under live uploads", function()
 	end
 
 	it("<close> behaves like close(): a later finish still runs the link policy", function()
+		if vm.only54("to-be-closed variables") then return end
 		local calls = {}
 		local run = assert(load([[
 			local linked_store = ...

@@ -28,10 +28,11 @@ local function utc_seconds(s)
 	local y, m, d, hh, mm, ss = s:match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)Z$")
 	y, m, d = tonumber(y), tonumber(m), tonumber(d)
 	y = m <= 2 and y - 1 or y
-	local era = (y >= 0 and y or y - 399) // 400
+	local floor = math.floor
+	local era = floor((y >= 0 and y or y - 399) / 400)
 	local yoe = y - era * 400
-	local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
-	local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+	local doy = floor((153 * (m + (m > 2 and -3 or 9)) + 2) / 5) + d - 1
+	local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
 	local days = era * 146097 + doe - 719468
 	return days * 86400 + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
 end

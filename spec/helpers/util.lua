@@ -10,7 +10,10 @@ local util = {}
 local pack, random = string.pack, math.random
 
 function util.random_bytes(n)
-	local parts, full = {}, n // 64
+	if not pack then
+		return util.random_bytes_jit(n)
+	end
+	local parts, full = {}, math.floor(n / 64)
 	for i = 1, full do
 		parts[i] = pack("<i8i8i8i8i8i8i8i8", random(0), random(0), random(0),
 			random(0), random(0), random(0), random(0), random(0))
@@ -18,10 +21,26 @@ function util.random_bytes(n)
 	local rest = n - full * 64
 	if rest > 0 then
 		local t = {}
-		for i = 1, (rest + 7) // 8 do
+		for i = 1, math.floor((rest + 7) / 8) do
 			t[i] = pack("<i8", random(0))
 		end
 		parts[#parts + 1] = table.concat(t):sub(1, rest)
+	end
+	return table.concat(parts)
+end
+
+-- LuaJIT (no string.pack, no 64-bit math.random): bytes 8 at a time.
+function util.random_bytes_jit(n)
+	local char, parts = string.char, {}
+	local i = 0
+	while i + 8 <= n do
+		parts[#parts + 1] = char(random(0, 255), random(0, 255), random(0, 255),
+			random(0, 255), random(0, 255), random(0, 255), random(0, 255), random(0, 255))
+		i = i + 8
+	end
+	while i < n do
+		parts[#parts + 1] = char(random(0, 255))
+		i = i + 1
 	end
 	return table.concat(parts)
 end

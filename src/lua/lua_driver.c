@@ -432,7 +432,7 @@ static int driver_reader(lua_State *L)
 	lup_error err;
 	lup_driver *d = lup_lua_check_driver(L, 1);
 	const char *path = check_path(L, 2, d, &err);
-	lua_Integer offset = luaL_optinteger(L, 3, 0);
+	lua_Integer offset = lup_optinteger(L, 3, 0);
 	lua_reader *ud;
 	int rc;
 
@@ -521,7 +521,7 @@ static lua_reader *check_reader(lua_State *L)
 static int reader_read(lua_State *L)
 {
 	lua_reader *ud = check_reader(L);
-	lua_Integer n = luaL_optinteger(L, 2, READ_CHUNK);
+	lua_Integer n = lup_optinteger(L, 2, READ_CHUNK);
 	luaL_Buffer b;
 	size_t total = 0;
 	lup_error err;
@@ -536,7 +536,9 @@ static int reader_read(lua_State *L)
 
 		if (want > READ_CHUNK)
 			want = READ_CHUNK;
-		p = luaL_prepbuffsize(&b, want);
+		if (want > LUP_BUFFMAX)
+			want = LUP_BUFFMAX;
+		p = lup_prepbuffsize(&b, want);
 		got = ud->r->read(ud->r, p, want, &err);
 		if (got < 0)
 			return lup_lua_fail(L, &err);

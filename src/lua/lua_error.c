@@ -105,7 +105,7 @@ void lup_lua_to_error(lua_State *L, int idx, int default_code,
 
 	if (!err)
 		return;
-	idx = lua_absindex(L, idx);
+	idx = lup_absindex(L, idx);
 	lup_error_clear(err);
 	err->code = default_code;
 	switch (lua_type(L, idx)) {
@@ -128,7 +128,7 @@ void lup_lua_to_error(lua_State *L, int idx, int default_code,
 				 sizeof(err->path));
 		lua_pushliteral(L, "offset");
 		lua_rawget(L, idx);
-		off = lua_tointegerx(L, -1, &isnum);
+		off = lup_tointegerx(L, -1, &isnum);
 		if (isnum)
 			err->offset = (int64_t)off;
 		lua_pop(L, 1);
@@ -274,9 +274,13 @@ int64_t lup_lua_checkcount(lua_State *L, int idx, int arg, const char *what,
 			"%s must be a number, got %s", what, luaL_typename(L, idx)));
 	if (lup_isinteger(L, idx)) {
 		i = lua_tointeger(L, idx);
-		if (i < 0 || i > (lua_Integer)LUP_LUA_MAX_COUNT)
+		if (i < 0 || i > (lua_Integer)LUP_LUA_MAX_COUNT) {
+			char num[32]; /* no %I in LuaJIT's lua_pushfstring */
+
+			snprintf(num, sizeof(num), "%lld", (long long)i);
 			return luaL_argerror(L, arg, lua_pushfstring(L,
-				"%s must be between 0 and 2^53, got %I", what, i));
+				"%s must be between 0 and 2^53, got %s", what, num));
+		}
 		return (int64_t)i;
 	}
 	d = lua_tonumber(L, idx);

@@ -281,7 +281,7 @@ static int64_t field_int(lua_State *T, int idx, const char *key, int *found)
 	lua_Integer v;
 
 	lua_getfield(T, idx, key);
-	v = lua_tointegerx(T, -1, &isnum);
+	v = lup_tointegerx(T, -1, &isnum);
 	*found = !lua_isnil(T, -1);
 	if (*found && !isnum)
 		luaL_error(T, "stat: %s must be an integer", key);
@@ -306,7 +306,7 @@ static int result_stat(lua_State *T, call *c, int first, int n)
 		c->st->mtime_ns = v;
 	} else {
 		lua_getfield(T, first, "mtime");
-		if (lua_isinteger(T, -1)) {
+		if (lup_isinteger(T, -1)) {
 			c->st->mtime_ns = (int64_t)lua_tointeger(T, -1) *
 					  1000000000;
 		} else if (lua_type(T, -1) == LUA_TNUMBER) {
@@ -343,9 +343,9 @@ static int result_list(lua_State *T, call *c, int first, int n)
 		return result_failed(T, c, first, n);
 	if (!lua_istable(T, first))
 		return luaL_error(T, "list must return a table");
-	len = (lua_Integer)lua_rawlen(T, first);
+	len = (lua_Integer)lup_rawlen(T, first);
 	for (lua_Integer i = 1; i <= len; i++) {
-		if (lua_rawgeti(T, first, i) != LUA_TSTRING)
+		if (lup_rawgeti(T, first, i) != LUA_TSTRING)
 			return luaL_error(T, "list: entry %d is not a string",
 					  (int)i);
 		/* Paths have no NUL bytes; a string with one is cut there. */
@@ -396,7 +396,7 @@ static int result_size(lua_State *T, call *c, int first, int n)
 
 	if (n < 1 || lua_isnil(T, first))
 		return result_failed(T, c, first, n);
-	v = lua_tointegerx(T, first, &isnum);
+	v = lup_tointegerx(T, first, &isnum);
 	if (!isnum || v < 0)
 		return luaL_error(T, "size must return a non-negative integer");
 	c->count = (int64_t)v;
@@ -437,8 +437,8 @@ static int64_t ld_read(lup_reader *lr, void *buf, size_t n, lup_error *err)
 	}
 	call_init(&c, r->ld, "read", err);
 	c.self_ref = r->ref;
-	arg_int(&c, ARG_INT, n > (size_t)LUA_MAXINTEGER
-				     ? LUA_MAXINTEGER : (lua_Integer)n);
+	arg_int(&c, ARG_INT, n > (size_t)LUP_MAXINTEGER
+				     ? LUP_MAXINTEGER : (lua_Integer)n);
 	c.result = result_read;
 	c.dst = buf;
 	c.max = n;
@@ -857,9 +857,7 @@ int lup_lua_driver_new(lua_State *L)
 		luaL_unref(L, LUA_REGISTRYINDEX, ref);
 		return luaL_error(L, "layerup.driver: not enough memory");
 	}
-	lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-	ld->L = lua_tothread(L, -1);
-	lua_pop(L, 1);
+	ld->L = lup_mainthread(L, T); /* T: anchored until ld_free */
 	ld->T = T;
 	ld->anchor = ref;
 	ld->lua_locks = has_lock;

@@ -218,7 +218,7 @@ static int link_body(lua_State *L)
 	lua_pushinteger(L, (lua_Integer)ctx->size);
 	lua_setfield(L, -2, "size");
 	lua_call(L, 1, 2);
-	list = lua_absindex(L, -2);
+	list = lup_absindex(L, -2);
 	if (!lua_istable(L, list)) {
 		if (lua_isnil(L, -1))
 			h->rc = lup_error_set(h->err, LUP_EDENIED, NULL,

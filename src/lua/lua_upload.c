@@ -27,7 +27,7 @@ void lup_lua_push_upload(lua_State *L, lup_upload *u, int store_idx)
 {
 	lua_upload *lu;
 
-	store_idx = lua_absindex(L, store_idx);
+	store_idx = lup_absindex(L, store_idx);
 	lu = lup_newuserdata(L, sizeof(*lu), 2);
 	lu->u = u;
 	luaL_setmetatable(L, UPLOAD_CLASS);
@@ -161,7 +161,7 @@ static int upload_write_at(lua_State *L)
 	 * math.maxinteger) is the client's mistake, answered RANGE_INVALID
 	 * by the core, which only compares it.  NaN, fractions and strings
 	 * raise (luaL_checkinteger never converts them). */
-	int64_t off = (int64_t)luaL_checkinteger(L, 2);
+	int64_t off = (int64_t)lup_checkinteger(L, 2);
 	lup_error err;
 	int rc;
 
@@ -179,7 +179,8 @@ static int upload_read_from(lua_State *L)
 {
 	lup_lua_policy *pol;
 	lua_upload *lu = check_open(L, &pol);
-	luaL_Stream *fh = luaL_testudata(L, 2, LUA_FILEHANDLE);
+	int is_file;
+	FILE *fh = lup_tofile(L, 2, &is_file);
 	lua_Integer chunk = READ_FROM_CHUNK;
 	lua_Integer limit = -1;
 	lua_Integer total = 0;
@@ -193,16 +194,16 @@ static int upload_read_from(lua_State *L)
 	}
 	if (!lua_isnoneornil(L, 4))
 		limit = (lua_Integer)lup_lua_checkcount(L, 4, 4, "limit", 0);
-	luaL_argcheck(L, fh || lua_isnoneornil(L, 4), 4,
+	luaL_argcheck(L, is_file || lua_isnoneornil(L, 4), 4,
 		      "a limit needs a file source");
-	if (fh) {
+	if (is_file) {
 		/* Two buffers: the worker hashes one while the other is filled
 		 * from the file and written. */
 		lup_lua_store *ls = store_of(L);
 		char *buf[2];
 		int k = 0, pooled;
 
-		if (!fh->f || !fh->closef)
+		if (!fh)
 			return luaL_error(L, "attempt to use a closed file");
 		if (limit >= 0 && limit < chunk) /* a small body: small buffers */
 			chunk = limit > 0 ? limit : 1;
@@ -217,7 +218,7 @@ static int upload_read_from(lua_State *L)
 
 			if (limit >= 0 && limit - total < chunk)
 				want = (size_t)(limit - total);
-			n = want ? fread(buf[k], 1, want, fh->f) : 0;
+			n = want ? fread(buf[k], 1, want, fh) : 0;
 			if (n > 0) {
 				LUP_WITH_POLICY(pol, L,
 					    lup_upload_write_async(lu->u, buf[k], n, &err));
@@ -226,7 +227,7 @@ static int upload_read_from(lua_State *L)
 				total += (lua_Integer)n;
 			}
 			if (n < want || n < (size_t)chunk) {
-				if (n < want && ferror(fh->f))
+				if (n < want && ferror(fh))
 					rc = lup_error_set(&err, LUP_EIO, NULL,
 							   "reading the source file failed");
 				break;
@@ -362,12 +363,16 @@ static int upload_tostring(lua_State *L)
 {
 	lua_upload *lu = check_any(L, NULL);
 
-	if (lu->u)
-		lua_pushfstring(L, UPLOAD_CLASS " %s/%s (%s, %I bytes)",
+	if (lu->u) {
+		char size[32]; /* no %I in LuaJIT's lua_pushfstring */
+
+		snprintf(size, sizeof(size), "%lld",
+			 (long long)lup_upload_size(lu->u));
+		lua_pushfstring(L, UPLOAD_CLASS " %s/%s (%s, %s bytes)",
 				lup_upload_repo(lu->u), lup_upload_uuid(lu->u),
 				lup_upload_is_open(lu->u) ? "open" : "closed",
-				(lua_Integer)lup_upload_size(lu->u));
-	else
+				size);
+	} else
 		lua_pushliteral(L, UPLOAD_CLASS " (freed)");
 	return 1;
 }

@@ -62,6 +62,9 @@ local function free_port()
 	error("no free port found")
 end
 
+M.free_port = free_port
+M.owns_listener = owns_listener
+
 local CONFIG = [[
 version: 0.1
 log:

@@ -1,0 +1,89 @@
+-- A host for layerup.oci in plain Lua: requests are tables, bodies are
+-- strings cut into pieces (or a list of pieces, optionally ending in an
+-- error to simulate a client that goes away), responses are collected.
+local oci = require "layerup.oci"
+
+local M = {}
+
+-- fakehost.new(app) -> h;  h:req{method=, path=, query=, headers=, body=,
+-- pieces=, fail_after=} -> {status, headers, body}
+function M.new(app)
+	local h = { app = app, logs = {}, slept = 0 }
+
+	function h:req(r)
+		local pieces = r.pieces
+		if not pieces and r.body then
+			pieces = {}
+			local step = r.piece or 7
+			for i = 1, #r.body, step do
+				pieces[#pieces + 1] = r.body:sub(i, i + step - 1)
+			end
+		end
+		local headers = {}
+		for k, v in pairs(r.headers or {}) do
+			headers[k:lower()] = v
+		end
+		local req = {
+			method = r.method or "GET",
+			path = r.path,
+			query = r.query or {},
+			headers = headers,
+			content_length = r.content_length,
+		}
+		if req.content_length == nil and r.body and not r.chunked then
+			req.content_length = #r.body
+		end
+		local res = { headers = {} }
+		local host = {}
+		function host.body()
+			if not pieces then
+				return nil
+			end
+			local i = 0
+			return function()
+				i = i + 1
+				local p = pieces[i]
+				if p == nil then
+					if r.error then
+						return nil, r.error, r.partial
+					end
+					return nil
+				end
+				return p
+			end
+		end
+		function host.respond(status, hdrs, body)
+			res.status = status
+			res.headers = hdrs
+			if type(body) == "function" then
+				local parts = {}
+				for piece in body do
+					parts[#parts + 1] = piece
+				end
+				body = table.concat(parts)
+			end
+			res.body = body
+			return true
+		end
+		function host.sleep(s)
+			h.slept = h.slept + s
+		end
+		function host.log(level, event, fields)
+			h.logs[#h.logs + 1] = { level = level, event = event, fields = fields }
+		end
+		if r.send_blob then
+			host.send_blob = r.send_blob
+		end
+		local ok, err = h.app:handle(req, host)
+		res.ok, res.err = ok, err
+		if res.body and res.body ~= "" and (res.headers["Content-Type"] or ""):find("json", 1, true) then
+			res.json = require("cjson").decode(res.body)
+		end
+		return res
+	end
+
+	return h
+end
+
+M.oci = oci
+return M
