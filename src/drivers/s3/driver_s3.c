@@ -1018,6 +1018,9 @@ static void lease_body(const s3_driver *d, const s3_lock_tok *t, char *out,
 		 (long long)time(NULL) + (long long)d->lock_ttl_s);
 }
 
+static int read_lease(s3_driver *d, const char *lk, long long *exp,
+		      char etag[128], char *tok, lup_error *err);
+
 void s3_renew_locks(s3_driver *d)
 {
 	int64_t now = (int64_t)time(NULL);
@@ -1034,7 +1037,15 @@ void s3_renew_locks(s3_driver *d)
 		lease_body(d, t, body, sizeof body);
 		r = (s3_req){.method = "PUT", .key = t->key, .body = body,
 			     .blen = strlen(body), .sign_payload = 1};
-		r.hdr[r.nh++] = (s3_kv){"if-match", t->etag};
+		if (atomic_load(&d->no_cond_put)) {
+			char etag[128], tok[33];
+			long long exp;
+			if (read_lease(d, t->key, &exp, etag, tok, NULL) != 0 ||
+			    strcmp(tok, t->token) != 0)
+				continue; /* lost: the complete's check decides */
+		} else {
+			r.hdr[r.nh++] = (s3_kv){"if-match", t->etag};
+		}
 		if (s3_do(d, &r, &resp, NULL) == 0 && resp.status == 200) {
 			snprintf(t->etag, sizeof t->etag, "%s", resp.etag);
 			t->renewed = now;
@@ -1042,6 +1053,81 @@ void s3_renew_locks(s3_driver *d)
 		s3_resp_free(&resp);
 	}
 	pthread_mutex_unlock(&d->lock_mu);
+}
+
+/* Read the lease at lk: its expiry (0 when absent or unreadable), its
+ * etag and, if tok is not NULL, its holder's token (33 bytes). */
+static int read_lease(s3_driver *d, const char *lk, long long *exp,
+		      char etag[128], char *tok, lup_error *err)
+{
+	lup_buf cur = {0};
+	s3_req r = {.method = "GET", .key = lk, .sink = &cur};
+	s3_resp resp = {0};
+	int rc;
+
+	*exp = 0;
+	etag[0] = '\0';
+	if (tok)
+		tok[0] = '\0';
+	if ((rc = s3_do(d, &r, &resp, err)) != 0) {
+		lup_buf_free(&cur);
+		return rc;
+	}
+	snprintf(etag, 128, "%s", resp.etag);
+	if (resp.status == 200 && cur.len < 90) {
+		char tmp[96];
+		memcpy(tmp, cur.data, cur.len);
+		tmp[cur.len] = '\0';
+		const char *sp = strchr(tmp, ' ');
+		*exp = sp ? strtoll(sp + 1, NULL, 10) : 0;
+		if (tok && sp && sp - tmp == 32) {
+			memcpy(tok, tmp, 32);
+			tok[32] = '\0';
+		}
+	} else if (resp.status != 200 && resp.status != 404) {
+		rc = s3_fail(&resp, "GET lock", NULL, err);
+	}
+	lup_buf_free(&cur);
+	s3_resp_free(&resp);
+	return rc;
+}
+
+/* A lease where the server has no conditional writes: check, write, wait a
+ * moment and read back; the last writer wins and the others see LOCKED.
+ * Best effort (two writers racing within the pause can both hold it); the
+ * ETag check of CompleteMultipartUpload still keeps a blob from differing
+ * from what its committing writer hashed. */
+static int lock_unconditional(s3_driver *d, const char *lk, s3_lock_tok *t,
+			      const char *body, const char *path,
+			      s3_resp *resp, lup_error *err)
+{
+	char etag[128], tok[33];
+	long long exp;
+	s3_req r;
+	int rc;
+
+	if ((rc = read_lease(d, lk, &exp, etag, tok, err)) != 0)
+		return rc;
+	if (exp > (long long)time(NULL))
+		return lup_error_set(err, LUP_ELOCKED, path,
+				     "held by another writer");
+	r = (s3_req){.method = "PUT", .key = lk, .body = body,
+		     .blen = strlen(body), .sign_payload = 1};
+	if ((rc = s3_do(d, &r, resp, err)) != 0)
+		return rc;
+	if (resp->status != 200)
+		return 0; /* the caller reports it */
+	{
+		struct timespec ts = {0, 50000000L};
+		nanosleep(&ts, NULL);
+	}
+	if ((rc = read_lease(d, lk, &exp, etag, tok, err)) != 0)
+		return rc;
+	if (strcmp(tok, t->token) != 0)
+		return lup_error_set(err, LUP_ELOCKED, path,
+				     "held by another writer");
+	snprintf(resp->etag, sizeof resp->etag, "%s", etag);
+	return 0;
 }
 
 static int s3_lock(lup_driver *drv, const char *path, void **token,
@@ -1071,34 +1157,31 @@ static int s3_lock(lup_driver *drv, const char *path, void **token,
 		snprintf(t->token + 2 * i, 3, "%02x", rnd[i]);
 	lease_body(d, t, body, sizeof body);
 
-	r = (s3_req){.method = "PUT", .key = lk, .body = body,
-		     .blen = strlen(body), .sign_payload = 1};
-	r.hdr[r.nh++] = (s3_kv){"if-none-match", "*"};
-	if ((rc = s3_do(d, &r, &resp, err)) != 0)
-		goto fail;
-	if (resp.status == 412) {
+	if (!atomic_load(&d->no_cond_put)) {
+		r = (s3_req){.method = "PUT", .key = lk, .body = body,
+			     .blen = strlen(body), .sign_payload = 1};
+		r.hdr[r.nh++] = (s3_kv){"if-none-match", "*"};
+		if ((rc = s3_do(d, &r, &resp, err)) != 0)
+			goto fail;
+		if (resp.status == 501) {
+			/* No conditional writes here (Swift 2.30's s3api). */
+			atomic_store(&d->no_cond_put, 1);
+			s3_resp_free(&resp);
+			memset(&resp, 0, sizeof resp);
+		}
+	}
+	if (atomic_load(&d->no_cond_put)) {
+		rc = lock_unconditional(d, lk, t, body, path, &resp, err);
+		if (rc)
+			goto fail;
+	} else if (resp.status == 412) {
 		/* Held: take it over only when its lease has run out. */
-		lup_buf cur = {0};
 		char etag[128];
 		long long exp = 0;
 		s3_resp_free(&resp);
 		memset(&resp, 0, sizeof resp);
-		r = (s3_req){.method = "GET", .key = lk, .sink = &cur};
-		if ((rc = s3_do(d, &r, &resp, err)) != 0) {
-			lup_buf_free(&cur);
+		if ((rc = read_lease(d, lk, &exp, etag, NULL, err)) != 0)
 			goto fail;
-		}
-		snprintf(etag, sizeof etag, "%s", resp.etag);
-		if (resp.status == 200 && cur.len < 90) {
-			char tmp[96];
-			memcpy(tmp, cur.data, cur.len);
-			tmp[cur.len] = '\0';
-			const char *sp = strchr(tmp, ' ');
-			exp = sp ? strtoll(sp + 1, NULL, 10) : 0;
-		}
-		lup_buf_free(&cur);
-		s3_resp_free(&resp);
-		memset(&resp, 0, sizeof resp);
 		if (exp > (long long)time(NULL)) {
 			rc = lup_error_set(err, LUP_ELOCKED, path,
 					   "held by another writer");

@@ -43,6 +43,7 @@ typedef struct s3_driver {
 	int64_t copy_part; /* server-side copies above this go in parts */
 	int page;          /* keys, uploads or parts per listing request */
 	int concurrency;   /* parts in flight per writer */
+	atomic_int no_cond_put; /* the server refused If-None-Match (501) */
 	int64_t lock_ttl_s;
 	pthread_mutex_t mu; /* guards pool */
 	void *pool[S3_POOL];

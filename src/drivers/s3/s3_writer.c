@@ -688,6 +688,35 @@ static void md5_hex(const void *p, size_t n, char out[33])
 }
 
 static int get_object(s3_driver *d, const char *key, lup_buf *out,
+		      long *status, lup_error *err);
+
+/* Swift's s3api lists a part made by UploadPartCopy with an empty ETag,
+ * and then refuses that part in CompleteMultipartUpload.  A part's ETag is
+ * the MD5 of its bytes: for the tail part, whose bytes are the tail
+ * object, it can be computed. */
+static int fill_tail_etag(s3_driver *d, const char *key, s3_parts *all,
+			  lup_error *err)
+{
+	s3_part *last;
+	lup_buf b = {0};
+	long st = 0;
+	char *tk;
+	int rc;
+
+	if (all->count == 0 || all->items[all->count - 1].etag[0])
+		return 0;
+	last = &all->items[all->count - 1];
+	if (!(tk = s3_tail_key(d, key)))
+		return oom(err);
+	rc = get_object(d, tk, &b, &st, err);
+	if (rc == 0 && st == 200 && (int64_t)b.len == last->size)
+		md5_hex(b.data, b.len, last->etag);
+	lup_buf_free(&b);
+	free(tk);
+	return rc;
+}
+
+static int get_object(s3_driver *d, const char *key, lup_buf *out,
 		      long *status, lup_error *err)
 {
 	s3_req r = {.method = "GET", .key = key, .sink = out};
@@ -799,6 +828,10 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 				      "the multipart upload is gone");
 		return rc;
 	}
+	if ((rc = fill_tail_etag(d, w->key, &all, err)) != 0) {
+		s3_parts_free(&all);
+		return rc;
+	}
 	/* Parts come sorted by number; they must be 1..n without holes. */
 	for (size_t i = 0; i < all.count; i++) {
 		if (all.items[i].number != (int)i + 1) {
@@ -879,8 +912,11 @@ int s3_materialize(s3_driver *d, const char *key, const char *id,
 	w.d = d;
 	w.key = (char *)key;
 	w.id = (char *)id;
-	if ((rc = s3_list_parts(d, key, id, &all, err)) != 0)
+	if ((rc = s3_list_parts(d, key, id, &all, err)) != 0 ||
+	    (rc = fill_tail_etag(d, key, &all, err)) != 0) {
+		s3_parts_free(&all);
 		return rc;
+	}
 	w.parts = all;
 	if (all.count == 0) {
 		/* Nothing sent yet: an empty object says the same. */
