@@ -809,7 +809,7 @@ int s3_delete_batch(s3_driver *d, const lup_strlist *keys, size_t from,
 	return rc;
 }
 
-static int delete_one(s3_driver *d, const char *key, lup_error *err)
+int s3_delete(s3_driver *d, const char *key, lup_error *err)
 {
 	s3_req r = {.method = "DELETE", .key = key};
 	s3_resp resp = {0};
@@ -890,7 +890,7 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 			goto out;
 		if (resp.status == 200) {
 			found = 1;
-			rc = delete_one(d, key, err);
+			rc = s3_delete(d, key, err);
 		}
 		s3_resp_free(&resp);
 		if (rc)
@@ -993,7 +993,7 @@ static int s3_move(lup_driver *drv, const char *src, const char *dst,
 		goto out;
 	}
 	if ((rc = copy_object(d, sk, dk, resp.length, dst, err)) == 0)
-		rc = delete_one(d, sk, err);
+		rc = s3_delete(d, sk, err);
 out:
 	s3_resp_free(&resp);
 	free(sk);
@@ -1242,7 +1242,7 @@ static void s3_unlock(lup_driver *drv, void *token)
 	/* Remove the lease only while it is still ours. */
 	if (s3_do(d, &r, &resp, NULL) == 0 && resp.status == 200 &&
 	    cur.len >= 32 && memcmp(cur.data, t->token, 32) == 0)
-		delete_one(d, t->key, NULL);
+		s3_delete(d, t->key, NULL);
 	s3_resp_free(&resp);
 	lup_buf_free(&cur);
 	free(t->key);

@@ -124,6 +124,8 @@ int s3_list_parts(s3_driver *d, const char *key, const char *id,
 int s3_abort(s3_driver *d, const char *key, const char *id, lup_error *err);
 void s3_parts_free(s3_parts *p);
 
+/* DELETE one object; a missing one is no error. */
+int s3_delete(s3_driver *d, const char *key, lup_error *err);
 /* Delete keys->items[from, to) (at most 1000) in one DeleteObjects. */
 int s3_delete_batch(s3_driver *d, const lup_strlist *keys, size_t from,
 		    size_t to, lup_error *err);

@@ -457,19 +457,6 @@ static int64_t w_size(lup_writer *lw)
 	return w->parts_size + w->inflight + (int64_t)w->buf.len;
 }
 
-static int delete_key(s3_driver *d, const char *key, lup_error *err)
-{
-	s3_req r = {.method = "DELETE", .key = key};
-	s3_resp resp = {0};
-	int rc = s3_do(d, &r, &resp, err);
-
-	if (rc == 0 && resp.status != 204 && resp.status != 200 &&
-	    resp.status != 404)
-		rc = s3_fail(&resp, "DELETE", NULL, err);
-	s3_resp_free(&resp);
-	return rc;
-}
-
 /* Make buf durable as the last part (see the top of this file); the writer
  * keeps buf, so that later writes extend it into a full part. */
 static int store_tail_once(s3_writer *w, lup_error *err)
@@ -489,7 +476,7 @@ static int store_tail_once(s3_writer *w, lup_error *err)
 		w->buf.len = 0;
 		if ((rc = reap_all(w, err)) != 0)
 			return rc;
-		return delete_key(w->d, w->tail_key, NULL), 0;
+		return s3_delete(w->d, w->tail_key, NULL), 0;
 	}
 	{
 		s3_req r = {.method = "PUT", .key = w->tail_key,
@@ -624,7 +611,7 @@ static int commit_once(s3_writer *w, lup_error *err)
 		if ((rc = complete(w, err)) != 0)
 			return rc;
 	}
-	delete_key(w->d, w->tail_key, NULL);
+	s3_delete(w->d, w->tail_key, NULL);
 	w->state = W_COMMITTED;
 	return 0;
 }
@@ -639,7 +626,7 @@ static int w_cancel(lup_writer *lw, lup_error *err)
 	if (w->state == W_OPEN) {
 		rc = s3_abort(w->d, w->key, w->id, err);
 		if (rc == 0)
-			rc = delete_key(w->d, w->tail_key, err);
+			rc = s3_delete(w->d, w->tail_key, err);
 	}
 	w->state = W_CANCELLED;
 	return rc;
@@ -935,7 +922,7 @@ int s3_materialize(s3_driver *d, const char *key, const char *id,
 	if (rc == 0) {
 		char *tk = s3_tail_key(d, key);
 		if (tk)
-			delete_key(d, tk, NULL);
+			s3_delete(d, tk, NULL);
 		free(tk);
 	}
 	return rc;
