@@ -258,22 +258,11 @@ int s3_list_parts(s3_driver *d, const char *key, const char *id,
 				s3_part part = {0};
 				part.number = (int)strtol(nv, NULL, 10);
 				part.size = strtoll(sv, NULL, 10);
+				/* Out of memory leaves the ETag empty. */
 				if (s3_xml_next(v, v + vl, "ETag", &ev, &el, NULL) ==
-				    0) {
-					char *e = s3_xml_text(ev, el);
-					if (e) {
-						size_t n = strlen(e);
-						char *q = e;
-						if (n >= 2 && q[0] == '"') {
-							q[n - 1] = '\0';
-							q++;
-						}
-						snprintf(part.etag,
-							 sizeof part.etag, "%s",
-							 q);
-						free(e);
-					}
-				}
+				    0)
+					s3_xml_etag(ev, el, part.etag,
+						    sizeof part.etag);
 				if (out->count == out->cap) {
 					size_t nc = out->cap ? 2 * out->cap : 64;
 					s3_part *ni = realloc(out->items,

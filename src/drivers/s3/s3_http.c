@@ -120,12 +120,7 @@ static size_t header_cb(char *p, size_t size, size_t n, void *arg)
 	for (i = 0; line[i]; i++)
 		line[i] = (char)tolower((unsigned char)line[i]);
 	if (strcmp(line, "etag") == 0) {
-		size_t vl = strlen(v);
-		if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
-			v[vl - 1] = '\0';
-			v++;
-		}
-		snprintf(s->resp->etag, sizeof s->resp->etag, "%s", v);
+		s3_etag_unquote(s->resp->etag, sizeof s->resp->etag, v);
 	} else if (strcmp(line, "content-length") == 0) {
 		s->resp->length = strtoll(v, NULL, 10);
 	} else if (strcmp(line, "last-modified") == 0) {
@@ -448,6 +443,28 @@ int s3_xml_next(const char *p, const char *end, const char *tag,
 		p = lt + 1;
 	}
 	return -1;
+}
+
+void s3_etag_unquote(char *out, size_t n, const char *v)
+{
+	size_t vl = strlen(v);
+
+	if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') {
+		v++;
+		vl -= 2;
+	}
+	snprintf(out, n, "%.*s", (int)(vl < n ? vl : n - 1), v);
+}
+
+int s3_xml_etag(const char *val, size_t vlen, char *out, size_t n)
+{
+	char *e = s3_xml_text(val, vlen);
+
+	if (!e)
+		return -1;
+	s3_etag_unquote(out, n, e);
+	free(e);
+	return 0;
 }
 
 char *s3_xml_text(const char *val, size_t vlen)

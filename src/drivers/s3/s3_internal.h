@@ -99,6 +99,13 @@ int s3_xml_next(const char *p, const char *end, const char *tag,
 /* Decode the five XML entities and numeric references into out (heap). */
 char *s3_xml_text(const char *val, size_t vlen);
 
+/* An ETag without its quotes ("\"abc\"" -> "abc"; servers quote it, RGW
+ * compares If-Match unquoted) into out (n bytes, truncated). */
+void s3_etag_unquote(char *out, size_t n, const char *v);
+/* The same for the raw value of an XML <ETag> (entities decoded first).
+ * 0, or -1 when memory runs out. */
+int s3_xml_etag(const char *val, size_t vlen, char *out, size_t n);
+
 /* Multipart helpers shared by the writer, stat, remove and purge. */
 typedef struct s3_part {
 	int number;

@@ -195,20 +195,8 @@ static int copy_part(s3_writer *w, int number, const char *src_key,
 			if (resp.status == 200)
 				resp.status = 500;
 			rc = s3_fail(&resp, "UploadPartCopy", NULL, err);
-		} else {
-			char *e = s3_xml_text(v, vl);
-			if (!e) {
-				rc = oom(err);
-			} else {
-				size_t el = strlen(e);
-				const char *q = e;
-				if (el >= 2 && e[0] == '"') {
-					e[el - 1] = '\0';
-					q = e + 1;
-				}
-				snprintf(etag, 128, "%s", q);
-				free(e);
-			}
+		} else if (s3_xml_etag(v, vl, etag, 128) != 0) {
+			rc = oom(err);
 		}
 	}
 	s3_resp_free(&resp);
