@@ -913,16 +913,11 @@ out:
 static int copy_object(s3_driver *d, const char *src_key, const char *dst_key,
 		       int64_t size, const char *path, lup_error *err)
 {
-	size_t n = 3 * (strlen(d->bucket) + strlen(src_key)) + 4;
-	char *src = malloc(n);
-	int rc, w;
+	char *src = s3_copy_source(d, src_key);
+	int rc;
 
 	if (!src)
 		return oom(err);
-	src[0] = '/';
-	w = s3_uri_encode(d->bucket, 0, src + 1, n - 1);
-	src[w + 1] = '/';
-	s3_uri_encode(src_key, 1, src + w + 2, n - (size_t)w - 2);
 
 	if (size <= d->copy_part) {
 		s3_req r = {.method = "PUT", .key = dst_key, .body = "",

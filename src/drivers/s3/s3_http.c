@@ -401,6 +401,22 @@ char *s3_path(const s3_driver *d, const char *key, size_t klen)
 	return p;
 }
 
+char *s3_copy_source(const s3_driver *d, const char *key)
+{
+	size_t n = 3 * (strlen(d->bucket) + strlen(key)) + 4;
+	char *src = malloc(n);
+	int w;
+
+	if (!src)
+		return NULL;
+	/* Three bytes per input byte always suffice: encoding cannot fail. */
+	src[0] = '/';
+	w = s3_uri_encode(d->bucket, 0, src + 1, n - 1);
+	src[w + 1] = '/';
+	s3_uri_encode(key, 1, src + w + 2, n - (size_t)w - 2);
+	return src;
+}
+
 int s3_xml_next(const char *p, const char *end, const char *tag,
 		const char **val, size_t *vlen, const char **next)
 {

@@ -92,6 +92,10 @@ char *s3_key(const s3_driver *d, const char *path);
 /* The driver path of an object key, or NULL when outside the prefix; heap. */
 char *s3_path(const s3_driver *d, const char *key, size_t klen);
 
+/* The x-amz-copy-source value of key ("/bucket/key", URI-encoded); heap,
+ * NULL when memory runs out. */
+char *s3_copy_source(const s3_driver *d, const char *key);
+
 /* XML: find the next <tag>value</tag> in [p, end) (*val and *vlen get the
  * raw value, *next the position after the closing tag).  0 found, -1 not. */
 int s3_xml_next(const char *p, const char *end, const char *tag,

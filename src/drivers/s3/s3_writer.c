@@ -165,20 +165,15 @@ static int copy_part(s3_writer *w, int number, const char *src_key,
 		     int64_t from, int64_t to, char etag[128], lup_error *err)
 {
 	char range[64];
-	size_t n = 3 * (strlen(w->d->bucket) + strlen(src_key)) + 4;
-	char num[16], *src = malloc(n);
+	char num[16], *src = s3_copy_source(w->d, src_key);
 	s3_req r = {.method = "PUT", .key = w->key, .body = "", .blen = 0};
 	s3_resp resp = {0};
 	const char *v;
 	size_t vl;
-	int rc, k;
+	int rc;
 
 	if (!src)
 		return oom(err);
-	src[0] = '/';
-	k = s3_uri_encode(w->d->bucket, 0, src + 1, n - 1);
-	src[k + 1] = '/';
-	s3_uri_encode(src_key, 1, src + k + 2, n - (size_t)k - 2);
 	snprintf(num, sizeof num, "%d", number);
 	r.query[r.nq++] = (s3_kv){"partNumber", num};
 	r.query[r.nq++] = (s3_kv){"uploadId", w->id};
