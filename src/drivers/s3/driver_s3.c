@@ -105,81 +105,53 @@ void s3_parts_free(s3_parts *p)
 	memset(p, 0, sizeof *p);
 }
 
+/* One page of ListMultipartUploads: its uploads as triples. */
+static int uploads_page(void *ctx, const char *p, const char *end,
+			lup_error *err)
+{
+	lup_strlist *out = ctx;
+	const char *v, *next;
+	size_t vl;
+
+	while (s3_xml_next(p, end, "Upload", &v, &vl, &next) == 0) {
+		const char *kv, *iv, *tv;
+		size_t kl, il, tl;
+		if (s3_xml_next(v, v + vl, "Key", &kv, &kl, NULL) == 0 &&
+		    s3_xml_next(v, v + vl, "UploadId", &iv, &il, NULL) == 0) {
+			char *k = s3_xml_text(kv, kl), *id = s3_xml_text(iv, il);
+			char *t = s3_xml_next(v, v + vl, "Initiated", &tv, &tl,
+					      NULL) == 0
+					  ? s3_xml_text(tv, tl)
+					  : strdup("");
+			int bad = !k || !id || !t || lup_strlist_push(out, k) ||
+				  lup_strlist_push(out, id) ||
+				  lup_strlist_push(out, t);
+			free(k);
+			free(id);
+			free(t);
+			if (bad)
+				return oom(err);
+		}
+		p = next;
+	}
+	return 0;
+}
+
 int s3_list_uploads(s3_driver *d, const char *key_prefix, lup_strlist *out,
 		    lup_error *err)
 {
-	char *kmark = NULL, *umark = NULL, page[16];
-	int rc = 0;
+	static const s3_paging pg = {
+		.what = "ListMultipartUploads",
+		.param = {"key-marker", "upload-id-marker"},
+		.tag = {"NextKeyMarker", "NextUploadIdMarker"}};
+	s3_req r = {.method = "GET"};
+	char page[16];
 
 	snprintf(page, sizeof page, "%d", d->page);
-	for (;;) {
-		s3_req r = {.method = "GET"};
-		s3_resp resp = {0};
-		const char *p, *end, *v, *next;
-		size_t vl;
-		int truncated = 0;
-
-		r.query[r.nq++] = (s3_kv){"uploads", ""};
-		r.query[r.nq++] = (s3_kv){"prefix", key_prefix};
-		r.query[r.nq++] = (s3_kv){"max-uploads", page};
-		if (kmark) {
-			r.query[r.nq++] = (s3_kv){"key-marker", kmark};
-			r.query[r.nq++] = (s3_kv){"upload-id-marker",
-						  umark ? umark : ""};
-		}
-		if ((rc = s3_do(d, &r, &resp, err)) != 0)
-			break;
-		if (resp.status != 200) {
-			rc = s3_fail(&resp, "ListMultipartUploads", NULL, err);
-			s3_resp_free(&resp);
-			break;
-		}
-		p = (const char *)resp.body.data;
-		end = p + resp.body.len;
-		if (s3_xml_next(p, end, "IsTruncated", &v, &vl, NULL) == 0)
-			truncated = vl == 4 && memcmp(v, "true", 4) == 0;
-		free(kmark);
-		free(umark);
-		kmark = umark = NULL;
-		if (truncated) {
-			if (s3_xml_next(p, end, "NextKeyMarker", &v, &vl, NULL) == 0)
-				kmark = s3_xml_text(v, vl);
-			if (s3_xml_next(p, end, "NextUploadIdMarker", &v, &vl,
-					NULL) == 0)
-				umark = s3_xml_text(v, vl);
-		}
-		while (s3_xml_next(p, end, "Upload", &v, &vl, &next) == 0) {
-			const char *kv, *iv, *tv;
-			size_t kl, il, tl;
-			if (s3_xml_next(v, v + vl, "Key", &kv, &kl, NULL) == 0 &&
-			    s3_xml_next(v, v + vl, "UploadId", &iv, &il, NULL) ==
-				    0) {
-				char *k = s3_xml_text(kv, kl), *id = s3_xml_text(iv, il);
-				char *t = s3_xml_next(v, v + vl, "Initiated", &tv,
-						      &tl, NULL) == 0
-						  ? s3_xml_text(tv, tl)
-						  : strdup("");
-				int bad = !k || !id || !t ||
-					  lup_strlist_push(out, k) ||
-					  lup_strlist_push(out, id) ||
-					  lup_strlist_push(out, t);
-				free(k);
-				free(id);
-				free(t);
-				if (bad) {
-					rc = oom(err);
-					break;
-				}
-			}
-			p = next;
-		}
-		s3_resp_free(&resp);
-		if (rc || !truncated || !kmark)
-			break;
-	}
-	free(kmark);
-	free(umark);
-	return rc;
+	r.query[r.nq++] = (s3_kv){"uploads", ""};
+	r.query[r.nq++] = (s3_kv){"prefix", key_prefix};
+	r.query[r.nq++] = (s3_kv){"max-uploads", page};
+	return s3_list_paged(d, &r, &pg, uploads_page, out, err);
 }
 
 int s3_find_upload(s3_driver *d, const char *key, char **id, lup_error *err)
@@ -204,85 +176,55 @@ int s3_find_upload(s3_driver *d, const char *key, char **id, lup_error *err)
 	return rc;
 }
 
+/* One page of ListParts: its parts appended to the s3_parts ctx. */
+static int parts_page(void *ctx, const char *p, const char *end,
+		      lup_error *err)
+{
+	s3_parts *out = ctx;
+	const char *v, *next;
+	size_t vl;
+
+	while (s3_xml_next(p, end, "Part", &v, &vl, &next) == 0) {
+		const char *nv, *sv, *ev;
+		size_t nl, sl, el;
+		if (s3_xml_next(v, v + vl, "PartNumber", &nv, &nl, NULL) == 0 &&
+		    s3_xml_next(v, v + vl, "Size", &sv, &sl, NULL) == 0) {
+			s3_part part = {0};
+			part.number = (int)strtol(nv, NULL, 10);
+			part.size = strtoll(sv, NULL, 10);
+			/* Out of memory leaves the ETag empty. */
+			if (s3_xml_next(v, v + vl, "ETag", &ev, &el, NULL) == 0)
+				s3_xml_etag(ev, el, part.etag, sizeof part.etag);
+			if (out->count == out->cap) {
+				size_t nc = out->cap ? 2 * out->cap : 64;
+				s3_part *ni = realloc(out->items,
+						      nc * sizeof *ni);
+				if (!ni)
+					return oom(err);
+				out->items = ni;
+				out->cap = nc;
+			}
+			out->items[out->count++] = part;
+		}
+		p = next;
+	}
+	return 0;
+}
+
 int s3_list_parts(s3_driver *d, const char *key, const char *id,
 		  s3_parts *out, lup_error *err)
 {
-	char marker[24] = "", page[16];
-	int rc = 0;
+	static const s3_paging pg = {.what = "ListParts",
+				     .param = {"part-number-marker"},
+				     .tag = {"NextPartNumberMarker"},
+				     .upload = 1};
+	s3_req r = {.method = "GET", .key = key};
+	char page[16];
 
 	snprintf(page, sizeof page, "%d", d->page);
-	for (;;) {
-		s3_req r = {.method = "GET", .key = key};
-		s3_resp resp = {0};
-		const char *p, *end, *v, *next;
-		size_t vl;
-		int truncated = 0;
-
-		r.query[r.nq++] = (s3_kv){"uploadId", id};
-		r.query[r.nq++] = (s3_kv){"max-parts", page};
-		if (marker[0])
-			r.query[r.nq++] = (s3_kv){"part-number-marker", marker};
-		if ((rc = s3_do(d, &r, &resp, err)) != 0)
-			break;
-		if (resp.status != 200) {
-			/* RGW says NoSuchKey after an abort, others
-			 * NoSuchUpload: both mean the upload is gone. */
-			if (resp.status == 404)
-				rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, NULL,
-						   "ListParts: %s",
-						   resp.code[0] ? resp.code
-								: "NoSuchUpload");
-			else
-				rc = s3_fail(&resp, "ListParts", NULL, err);
-			s3_resp_free(&resp);
-			break;
-		}
-		p = (const char *)resp.body.data;
-		end = p + resp.body.len;
-		if (s3_xml_next(p, end, "IsTruncated", &v, &vl, NULL) == 0)
-			truncated = vl == 4 && memcmp(v, "true", 4) == 0;
-		marker[0] = '\0';
-		if (truncated &&
-		    s3_xml_next(p, end, "NextPartNumberMarker", &v, &vl, NULL) ==
-			    0 &&
-		    vl < sizeof marker) {
-			memcpy(marker, v, vl);
-			marker[vl] = '\0';
-		}
-		while (s3_xml_next(p, end, "Part", &v, &vl, &next) == 0) {
-			const char *nv, *sv, *ev;
-			size_t nl, sl, el;
-			if (s3_xml_next(v, v + vl, "PartNumber", &nv, &nl, NULL) ==
-				    0 &&
-			    s3_xml_next(v, v + vl, "Size", &sv, &sl, NULL) == 0) {
-				s3_part part = {0};
-				part.number = (int)strtol(nv, NULL, 10);
-				part.size = strtoll(sv, NULL, 10);
-				/* Out of memory leaves the ETag empty. */
-				if (s3_xml_next(v, v + vl, "ETag", &ev, &el, NULL) ==
-				    0)
-					s3_xml_etag(ev, el, part.etag,
-						    sizeof part.etag);
-				if (out->count == out->cap) {
-					size_t nc = out->cap ? 2 * out->cap : 64;
-					s3_part *ni = realloc(out->items,
-							      nc * sizeof *ni);
-					if (!ni) {
-						rc = oom(err);
-						break;
-					}
-					out->items = ni;
-					out->cap = nc;
-				}
-				out->items[out->count++] = part;
-			}
-			p = next;
-		}
-		s3_resp_free(&resp);
-		if (rc || !truncated || !marker[0])
-			break;
-	}
-	return rc;
+	r.query[r.nq++] = (s3_kv){"uploadId", id};
+	r.query[r.nq++] = (s3_kv){"max-parts", page};
+	return s3_list_paged(d, &r, &pg, parts_page, out, err);
 }
 
 int s3_abort(s3_driver *d, const char *key, const char *id, lup_error *err)
@@ -308,81 +250,57 @@ typedef struct {
 	lup_strlist prefixes; /* common prefixes */
 } s3_listing;
 
+/* The values of <tag> inside each <outer> of [p, end), pushed to out. */
+static int push_each(const char *p, const char *end, const char *outer,
+		     const char *tag, lup_strlist *out, lup_error *err)
+{
+	const char *v, *next;
+	size_t vl;
+
+	while (s3_xml_next(p, end, outer, &v, &vl, &next) == 0) {
+		const char *kv;
+		size_t kl;
+		if (s3_xml_next(v, v + vl, tag, &kv, &kl, NULL) == 0) {
+			char *k = s3_xml_text(kv, kl);
+			int bad = !k || lup_strlist_push(out, k);
+			free(k);
+			if (bad)
+				return oom(err);
+		}
+		p = next;
+	}
+	return 0;
+}
+
+static int objects_page(void *ctx, const char *p, const char *end,
+			lup_error *err)
+{
+	s3_listing *out = ctx;
+	int rc = push_each(p, end, "Contents", "Key", &out->keys, err);
+
+	if (rc == 0)
+		rc = push_each(p, end, "CommonPrefixes", "Prefix",
+			       &out->prefixes, err);
+	return rc;
+}
+
 static int list_objects(s3_driver *d, const char *key_prefix, int delim,
 			int max_keys, s3_listing *out, lup_error *err)
 {
-	char *token = NULL;
+	s3_paging pg = {.what = "ListObjectsV2",
+			.param = {"continuation-token"},
+			.tag = {"NextContinuationToken"},
+			.one_page = max_keys > 0};
+	s3_req r = {.method = "GET"};
 	char maxk[16];
-	int rc = 0;
 
 	snprintf(maxk, sizeof maxk, "%d", max_keys > 0 ? max_keys : d->page);
-	for (;;) {
-		s3_req r = {.method = "GET"};
-		s3_resp resp = {0};
-		const char *p, *end, *v, *next;
-		size_t vl;
-		int truncated = 0;
-
-		r.query[r.nq++] = (s3_kv){"list-type", "2"};
-		r.query[r.nq++] = (s3_kv){"prefix", key_prefix};
-		r.query[r.nq++] = (s3_kv){"max-keys", maxk};
-		if (delim)
-			r.query[r.nq++] = (s3_kv){"delimiter", "/"};
-		if (token)
-			r.query[r.nq++] = (s3_kv){"continuation-token", token};
-		if ((rc = s3_do(d, &r, &resp, err)) != 0)
-			break;
-		if (resp.status != 200) {
-			rc = s3_fail(&resp, "ListObjectsV2", NULL, err);
-			s3_resp_free(&resp);
-			break;
-		}
-		p = (const char *)resp.body.data;
-		end = p + resp.body.len;
-		if (s3_xml_next(p, end, "IsTruncated", &v, &vl, NULL) == 0)
-			truncated = vl == 4 && memcmp(v, "true", 4) == 0;
-		free(token);
-		token = NULL;
-		if (truncated && s3_xml_next(p, end, "NextContinuationToken", &v,
-					     &vl, NULL) == 0)
-			token = s3_xml_text(v, vl);
-		const char *q = p;
-		while (s3_xml_next(q, end, "Contents", &v, &vl, &next) == 0) {
-			const char *kv;
-			size_t kl;
-			if (s3_xml_next(v, v + vl, "Key", &kv, &kl, NULL) == 0) {
-				char *k = s3_xml_text(kv, kl);
-				if (!k || lup_strlist_push(&out->keys, k)) {
-					free(k);
-					rc = oom(err);
-					break;
-				}
-				free(k);
-			}
-			q = next;
-		}
-		q = p;
-		while (!rc && s3_xml_next(q, end, "CommonPrefixes", &v, &vl,
-					  &next) == 0) {
-			const char *kv;
-			size_t kl;
-			if (s3_xml_next(v, v + vl, "Prefix", &kv, &kl, NULL) == 0) {
-				char *k = s3_xml_text(kv, kl);
-				if (!k || lup_strlist_push(&out->prefixes, k)) {
-					free(k);
-					rc = oom(err);
-					break;
-				}
-				free(k);
-			}
-			q = next;
-		}
-		s3_resp_free(&resp);
-		if (rc || !truncated || !token || max_keys > 0)
-			break;
-	}
-	free(token);
-	return rc;
+	r.query[r.nq++] = (s3_kv){"list-type", "2"};
+	r.query[r.nq++] = (s3_kv){"prefix", key_prefix};
+	r.query[r.nq++] = (s3_kv){"max-keys", maxk};
+	if (delim)
+		r.query[r.nq++] = (s3_kv){"delimiter", "/"};
+	return s3_list_paged(d, &r, &pg, objects_page, out, err);
 }
 
 static void listing_free(s3_listing *l)

@@ -360,6 +360,67 @@ int s3_fail(const s3_resp *resp, const char *what, const char *path,
 	return rc;
 }
 
+int s3_fail_upload(const s3_resp *resp, const char *what, lup_error *err)
+{
+	/* RGW says NoSuchKey after an abort, others NoSuchUpload: both mean
+	 * the upload is gone. */
+	if (resp->status == 404)
+		return lup_error_set(err, LUP_EPATH_NOT_FOUND, NULL, "%s: %s",
+				     what,
+				     resp->code[0] ? resp->code : "NoSuchUpload");
+	return s3_fail(resp, what, NULL, err);
+}
+
+int s3_list_paged(s3_driver *d, const s3_req *first, const s3_paging *pg,
+		  s3_page_fn fn, void *ctx, lup_error *err)
+{
+	char *mark[2] = {NULL, NULL};
+	int rc = 0;
+
+	for (;;) {
+		s3_req r = *first;
+		s3_resp resp = {0};
+		const char *p, *end, *v;
+		size_t vl;
+		int truncated = 0;
+
+		for (int i = 0; mark[0] && i < 2 && pg->param[i]; i++)
+			r.query[r.nq++] = (s3_kv){pg->param[i],
+						  mark[i] ? mark[i] : ""};
+		if ((rc = s3_do(d, &r, &resp, err)) != 0)
+			break;
+		if (resp.status != 200) {
+			rc = pg->upload ? s3_fail_upload(&resp, pg->what, err)
+					: s3_fail(&resp, pg->what, NULL, err);
+			s3_resp_free(&resp);
+			break;
+		}
+		p = (const char *)resp.body.data;
+		end = p + resp.body.len;
+		if (s3_xml_next(p, end, "IsTruncated", &v, &vl, NULL) == 0)
+			truncated = vl == 4 && memcmp(v, "true", 4) == 0;
+		for (int i = 0; i < 2; i++) {
+			free(mark[i]);
+			mark[i] = NULL;
+			if (truncated && !pg->one_page && pg->tag[i] &&
+			    s3_xml_next(p, end, pg->tag[i], &v, &vl, NULL) == 0 &&
+			    !(mark[i] = s3_xml_text(v, vl)))
+				rc = lup_error_set(err, LUP_EIO, NULL,
+						   "out of memory");
+		}
+		if (rc == 0)
+			rc = fn(ctx, p, end, err);
+		s3_resp_free(&resp);
+		/* Without a marker to go on from (or an empty one, which
+		 * would start over) the listing ends here. */
+		if (rc || !truncated || pg->one_page || !mark[0] || !mark[0][0])
+			break;
+	}
+	free(mark[0]);
+	free(mark[1]);
+	return rc;
+}
+
 char *s3_key(const s3_driver *d, const char *path)
 {
 	size_t pl = strlen(d->prefix), n = pl + strlen(path) + 2;

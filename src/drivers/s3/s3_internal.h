@@ -87,6 +87,31 @@ void s3_resp_free(s3_resp *resp);
 int s3_fail(const s3_resp *resp, const char *what, const char *path,
 	    lup_error *err);
 
+/* s3_fail for a request on a multipart upload: a 404 (NoSuchUpload, or
+ * RGW's NoSuchKey after an abort) is LUP_EPATH_NOT_FOUND, "<what>: <Code>". */
+int s3_fail_upload(const s3_resp *resp, const char *what, lup_error *err);
+
+/* A listing that comes in pages (ListObjectsV2, ListMultipartUploads,
+ * ListParts).  A truncated page names where the next begins: the value of
+ * its element tag[i] goes out as the query parameter param[i] (a missing
+ * second one as ""); the listing ends when the first is missing or empty. */
+typedef struct s3_paging {
+	const char *what;     /* the operation, for errors */
+	const char *param[2]; /* NULL: unused */
+	const char *tag[2];
+	int upload;           /* errors as s3_fail_upload */
+	int one_page;         /* the first page only */
+} s3_paging;
+
+/* One call per page with the page's XML body [p, end); nonzero stops. */
+typedef int (*s3_page_fn)(void *ctx, const char *p, const char *end,
+			  lup_error *err);
+
+/* GET first (its query without the markers: at most S3_MAX_KV - 2
+ * parameters) page by page, each page to fn.  0, or the first error. */
+int s3_list_paged(s3_driver *d, const s3_req *first, const s3_paging *pg,
+		  s3_page_fn fn, void *ctx, lup_error *err);
+
 /* The object key of a driver path ("/a/b" -> "<prefix>/a/b"); heap. */
 char *s3_key(const s3_driver *d, const char *path);
 /* The driver path of an object key, or NULL when outside the prefix; heap. */

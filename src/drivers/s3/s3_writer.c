@@ -147,12 +147,7 @@ static int upload_part(s3_writer *w, int number, const void *data, size_t n,
 	r.query[r.nq++] = (s3_kv){"uploadId", w->id};
 	if ((rc = s3_do(w->d, &r, &resp, err)) == 0) {
 		if (resp.status != 200)
-			rc = resp.status == 404
-				     ? lup_error_set(err, LUP_EPATH_NOT_FOUND,
-						     NULL, "UploadPart: %s",
-						     resp.code[0] ? resp.code
-								  : "NoSuchUpload")
-				     : s3_fail(&resp, "UploadPart", NULL, err);
+			rc = s3_fail_upload(&resp, "UploadPart", err);
 		else
 			snprintf(etag, 128, "%s", resp.etag);
 	}
