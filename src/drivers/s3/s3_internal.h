@@ -135,7 +135,8 @@ void s3_etag_unquote(char *out, size_t n, const char *v);
  * 0, or -1 when memory runs out. */
 int s3_xml_etag(const char *val, size_t vlen, char *out, size_t n);
 
-/* Multipart helpers shared by the writer, stat, remove and purge. */
+/* Multipart helpers shared by the writer, stat, remove and purge
+ * (s3_multipart.c). */
 typedef struct s3_part {
 	int number;
 	int64_t size;
@@ -166,7 +167,11 @@ int s3_delete(s3_driver *d, const char *key, lup_error *err);
 int s3_delete_batch(s3_driver *d, const lup_strlist *keys, size_t from,
 		    size_t to, lup_error *err);
 
-/* Renew the leases this driver holds that are a third into their life. */
+/* The lock (s3_lock.c): the driver's lock and unlock entries, and the
+ * renewal of the leases this driver holds that are a third into their
+ * life (the writer calls it as it sends parts). */
+int s3_lock(lup_driver *drv, const char *path, void **token, lup_error *err);
+void s3_unlock(lup_driver *drv, void *token);
 void s3_renew_locks(s3_driver *d);
 
 /* The writer (s3_writer.c). */
