@@ -113,23 +113,6 @@ static int read_at(const lup_hs_target *t, int64_t offset, unsigned char *out,
 	return rc;
 }
 
-static int parse_offset(const char *path, int64_t *out)
-{
-	const char *base = strrchr(path, '/');
-	int64_t v = 0;
-
-	base = base ? base + 1 : path;
-	if (!*base || strlen(base) > 18)
-		return -1;
-	for (const char *p = base; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		v = v * 10 + (*p - '0');
-	}
-	*out = v;
-	return 0;
-}
-
 static int cmp_desc(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -227,7 +210,7 @@ void lup_hashstate_restore(const lup_hs_target *t, const char **how)
 	if (lup_s_list(t->store, t->hsdir, &names, &e) == 0 && names.count &&
 	    (offs = malloc(names.count * sizeof(*offs)))) {
 		for (size_t i = 0; i < names.count; i++)
-			if (parse_offset(names.items[i], &offs[n]) == 0)
+			if (lup_path_decimal(names.items[i], &offs[n]) == 0)
 				n++;
 		qsort(offs, n, sizeof(*offs), cmp_desc);
 	}
@@ -357,7 +340,7 @@ int lup_hashstate_save(const lup_hs_target *t, lup_error *err)
 		for (size_t i = 0; i < names.count; i++) {
 			int64_t off;
 
-			if (parse_offset(names.items[i], &off) != 0 || off != t->size)
+			if (lup_path_decimal(names.items[i], &off) != 0 || off != t->size)
 				lup_s_delete(t->store, names.items[i], NULL);
 		}
 	}

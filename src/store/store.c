@@ -27,6 +27,23 @@ double lup_monotonic_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+int lup_path_decimal(const char *path, int64_t *out)
+{
+	const char *base = strrchr(path, '/');
+	int64_t v = 0;
+
+	base = base ? base + 1 : path;
+	if (!*base || strlen(base) > 18)
+		return -1;
+	for (const char *p = base; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		v = v * 10 + (*p - '0');
+	}
+	*out = v;
+	return 0;
+}
+
 int lup_store_open(lup_store **out, lup_driver *driver,
 		   const lup_store_options *opts, lup_error *err)
 {

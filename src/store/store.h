@@ -85,6 +85,10 @@ void lup_sleep(double seconds);
 int64_t lup_now(void);
 double lup_monotonic_ms(void);
 
+/* The last component of path as a decimal of at most 18 digits (a hash
+ * state's offset): 0 and *out, or -1 when it is anything else. */
+int lup_path_decimal(const char *path, int64_t *out);
+
 /* Field constructors for log events. */
 static inline lup_field lup_fs(const char *k, const char *v)
 {

@@ -247,23 +247,6 @@ static void restore_hash(lup_upload *u, const char **how)
 	lup_hashstate_restore(&t, how);
 }
 
-static int parse_decimal(const char *path, int64_t *out)
-{
-	const char *base = strrchr(path, '/');
-	int64_t v = 0;
-
-	base = base ? base + 1 : path;
-	if (!*base || strlen(base) > 18)
-		return -1;
-	for (const char *p = base; *p; p++) {
-		if (*p < '0' || *p > '9')
-			return -1;
-		v = v * 10 + (*p - '0');
-	}
-	*out = v;
-	return 0;
-}
-
 /* The upload has no data: an earlier finish moved it into blobs/ and was
  * cut short before its links were written or the upload was removed.  That
  * finish saved the hash state at the full size before the move; the state
@@ -284,7 +267,7 @@ static int find_moved(lup_upload *u, lup_error *err)
 			int64_t off;
 
 			lup_error_clear(&e);
-			if (parse_decimal(names.items[i], &off) == 0 && off > 0 &&
+			if (lup_path_decimal(names.items[i], &off) == 0 && off > 0 &&
 			    lup_s_get(s, names.items[i], &b, &e) == 0 &&
 			    lup_hash_import(&u->hash, b.data, b.len, &e) == 0 &&
 			    u->hash.alg == LUP_SHA256 &&
