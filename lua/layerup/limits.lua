@@ -5,29 +5,17 @@
 --   limits.opts{max_size = "4GiB", max_age = "7d"} -> {max_size=, max_age=}
 
 local core = require "layerup.core"
+-- Sizes and durations follow the rules of layerup.units (one parser for
+-- the library and the command line); limits only wraps its answers.
+local units = require "layerup.units"
 
 local M = {}
-
--- An integer-valued number (Lua 5.4 integers and floats, LuaJIT doubles).
-local function whole(v)
-	return type(v) == "number" and v == v and v ~= math.huge and v ~= -math.huge
-		and math.floor(v) == v
-end
-
--- v as an integer where the Lua has them (5.3+), else v itself.
-local tointeger = math.tointeger or function(v)
-	return whole(v) and v or nil
-end
 
 -- INVALID_ARGUMENT: not a core failure, these come from reading
 -- configuration; the error type is the core's (layerup.error).
 local function bad(message)
 	return nil, core.error("INVALID_ARGUMENT", message)
 end
-
--- Sizes and durations follow the rules of layerup.units (one parser for
--- the library and the command line).
-local units = require "layerup.units"
 
 -- "4MiB", "1.5 GB", "512", 512 -> bytes (an integer).
 function M.parse_size(s)
@@ -56,9 +44,10 @@ function M.max_size(v)
 	return { max_size = n }
 end
 
--- The core counts max_age in whole seconds: a fraction rounds up.
+-- The core counts max_age in whole seconds: a fraction rounds up (n is in
+-- range, so units hands the ceiling back as an integer where Lua has them).
 local function whole_seconds(n)
-	return tointeger(math.ceil(n)) or n
+	return (units.duration(math.ceil(n)))
 end
 
 function M.max_age(v)
@@ -183,17 +172,6 @@ function M.repo_max_size_link(rules, base_rule)
 end
 
 -- 1536 -> "1.5KiB", 3 -> "3B": for messages and listings.
-function M.format_size(n)
-	local units = { "B", "KiB", "MiB", "GiB", "TiB" }
-	local v, i = n, 1
-	while v >= 1024 and i < #units do
-		v = v / 1024
-		i = i + 1
-	end
-	if i == 1 then
-		return ("%dB"):format(n)
-	end
-	return (("%.1f"):format(v):gsub("%.0$", "")) .. units[i]
-end
+M.format_size = units.format_size
 
 return M
