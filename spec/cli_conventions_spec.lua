@@ -12,19 +12,7 @@ local V2 = stores.V2
 local sha256 = util.digest
 local q = H.quote
 
-local function blob_file(root, digest)
-	return root .. stores.blob_path(digest)
-end
-
-local function open_upload(root, repo, data)
-	local store = assert(layerup.open(root))
-	local up = assert(store:start(repo))
-	if data and #data > 0 then assert(up:write(data)) end
-	assert(up:close())
-	local uuid = up.uuid
-	store:close()
-	return uuid
-end
+local blob_file, open_upload = H.blob_file, H.open_upload
 
 local function count(s, pat)
 	local n = 0
@@ -35,18 +23,6 @@ end
 local function uploads(root)
 	local _, out = H.run { "uploads", root, "--json" }
 	return cjson.decode(out)
-end
-
--- Run bin/layerup with stdin from a file: exit code, stdout, stderr.
-local function exec_in(args, input, env_prefix)
-	local dir = H.tmpdir()
-	local parts = {}
-	for i, a in ipairs(args) do parts[i] = q(a) end
-	local code = H.sh(("%s bin/layerup %s >%s/out 2>%s/err <%s"):format(env_prefix or "",
-		table.concat(parts, " "), dir, dir, q(input)))
-	local out, err = H.read(dir .. "/out"), H.read(dir .. "/err")
-	H.rm(dir)
-	return code, out, err
 end
 
 -- The prefix that runs a command as an unprivileged user, or nil (not
@@ -65,17 +41,8 @@ end
 describe("layerup cli conventions", function()
 	local root, file, data
 
-	before_each(function()
-		root = H.tmpdir()
-		data = H.bytes(5000, 11)
-		file = root .. "-input.bin"
-		H.write(file, data)
-	end)
-
-	after_each(function()
-		H.rm(root)
-		os.remove(file)
-	end)
+	before_each(function() root, file, data = H.scratch() end)
+	after_each(function() H.unscratch(root, file) end)
 
 	describe("out-of-range sizes and durations are usage errors (exit 2)", function()
 		it("finish --size 16777216T (it became 0)", function()
@@ -201,7 +168,7 @@ describe("layerup cli conventions", function()
 			f:close()
 			assert.equal(0, code, err)
 			assert.equal(sha256(data), cjson.decode(out).digest)
-			code, out = exec_in({ "push", root, "other/repo", "-" }, file)
+			code, out = H.exec({ "push", root, "other/repo", "-" }, nil, file)
 			assert.equal(0, code)
 			assert.matches("digest: " .. sha256(data), out, 1, true)
 		end)
@@ -415,29 +382,9 @@ describe("layerup cli conventions", function()
 	end)
 
 	describe("interrupts", function()
-		-- A FIFO paces the input: the signal arrives while push waits for
-		-- bytes, so it lands mid-upload without any timing assumption.
-		local function interrupted_push(sig)
-			local big = H.bytes(300000, 3)
-			H.write(file, big)
-			local fifo = root .. "/fifo"
-			local script = ([[
-				mkfifo %s || exit 99
-				bin/layerup push %s demo/app %s --chunk 65536 >%s/out 2>%s/err &
-				pid=$!
-				exec 3>%s
-				head -c 150000 %s >&3
-				kill -%s $pid
-				tail -c +150001 %s >&3
-				exec 3>&-
-				wait $pid
-			]]):format(q(fifo), q(root), q(fifo), q(root), q(root), q(fifo), q(file), sig, q(file))
-			return H.sh("bash -c " .. q(script)), big
-		end
-
 		for _, sig in ipairs { "TERM", "HUP" } do
 			it("SIG" .. sig .. " keeps the upload like Ctrl-C: exit 130 and the resume command", function()
-				local code, big = interrupted_push(sig)
+				local code, big = H.interrupted_push(root, file, sig)
 				assert.equal(130, code)
 				local err = H.read(root .. "/err")
 				assert.matches("layerup: INTERRUPTED: upload ", err, 1, true)

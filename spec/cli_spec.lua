@@ -12,35 +12,13 @@ local stores = require "helpers.stores"
 local V2 = stores.V2
 local sha256 = util.digest
 
-local function blob_file(root, digest)
-	return root .. stores.blob_path(digest)
-end
-
--- An upload left open in the store, holding data.
-local function open_upload(root, repo, data)
-	local store = assert(layerup.open(root))
-	local up = assert(store:start(repo))
-	if data and #data > 0 then assert(up:write(data)) end
-	assert(up:close())
-	local uuid = up.uuid
-	store:close()
-	return uuid
-end
+local blob_file, open_upload = H.blob_file, H.open_upload
 
 describe("layerup cli", function()
 	local root, file, data
 
-	before_each(function()
-		root = H.tmpdir()
-		data = H.bytes(5000, 11)
-		file = root .. "-input.bin"
-		H.write(file, data)
-	end)
-
-	after_each(function()
-		H.rm(root)
-		os.remove(file)
-	end)
+	before_each(function() root, file, data = H.scratch() end)
+	after_each(function() H.unscratch(root, file) end)
 
 	describe("help and usage", function()
 		it("prints the top-level help with every command and exits 0", function()
@@ -551,24 +529,7 @@ describe("layerup cli", function()
 		end)
 
 		it("keeps the upload on Ctrl-C, exits 130 and prints the resume command", function()
-			-- A FIFO paces the input: the signal arrives while push waits for
-			-- bytes, so it lands mid-upload without any timing assumption.
-			local big = H.bytes(300000, 3)
-			H.write(file, big)
-			local fifo = root .. "/fifo"
-			local script = ([[
-				mkfifo %s || exit 99
-				bin/layerup push %s demo/app %s --chunk 65536 >%s/out 2>%s/err &
-				pid=$!
-				exec 3>%s
-				head -c 150000 %s >&3
-				kill -INT $pid
-				tail -c +150001 %s >&3
-				exec 3>&-
-				wait $pid
-			]]):format(H.quote(fifo), H.quote(root), H.quote(fifo), H.quote(root), H.quote(root),
-				H.quote(fifo), H.quote(file), H.quote(file))
-			local code = H.sh("bash -c " .. H.quote(script))
+			local code, big = H.interrupted_push(root, file, "INT")
 			assert.equal(130, code)
 			local err = H.read(root .. "/err")
 			assert.matches("layerup: INTERRUPTED: upload ", err, 1, true)
