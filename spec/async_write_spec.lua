@@ -19,18 +19,7 @@ end
 
 stores.each_driver(function(drv)
 	describe("background hashing on the " .. drv.name .. " driver", function()
-		local env
-
-		before_each(function()
-			math.randomseed(4242)
-			env = stores.new(drv, "async")
-			env.store = layerup.open(env.d, { log = stores.record(env) })
-		end)
-
-		after_each(function()
-			stores.cleanup(env)
-			env = nil
-		end)
+		local env = stores.per_test(drv, "async", { record = true, seed = 4242 })
 
 		it("gives the digest of every byte even when each string is dropped at once", function()
 			local h = layerup.hasher()
@@ -103,18 +92,7 @@ stores.each_driver(function(drv)
 end)
 
 describe("upload:read_from with a limit", function()
-	local env
-
-	before_each(function()
-		math.randomseed(99)
-		env = stores.new(stores.drivers[2], "limit")
-		env.store = layerup.open(env.d)
-	end)
-
-	after_each(function()
-		stores.cleanup(env)
-		env = nil
-	end)
+	local env = stores.per_test(stores.drivers[2], "limit", { seed = 99 })
 
 	local function source(data)
 		local path = os.tmpname()

@@ -23,17 +23,7 @@ end
 
 stores.each_driver(function(drv)
 	describe("finish restart on the " .. drv.name .. " driver", function()
-		local env
-
-		before_each(function()
-			env = stores.new(drv, "restart")
-			env.store = layerup.open(env.d, { log = stores.record(env) })
-		end)
-
-		after_each(function()
-			stores.cleanup(env)
-			env = nil
-		end)
+		local env = stores.per_test(drv, "restart", { record = true })
 
 		-- An upload of data whose finish failed on its first link write;
 		-- returns the failed handle and its uuid.

@@ -26,17 +26,7 @@ end
 
 stores.each_driver(function(drv)
 	describe("guarded storage path on the " .. drv.name .. " driver", function()
-		local env
-
-		before_each(function()
-			env = stores.new(drv, "guarded")
-			env.store = layerup.open(env.d, { log = stores.record(env) })
-		end)
-
-		after_each(function()
-			stores.cleanup(env)
-			env = nil
-		end)
+		local env = stores.per_test(drv, "guarded", { record = true })
 
 		local function retries(op)
 			local n = 0

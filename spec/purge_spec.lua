@@ -28,18 +28,7 @@ end
 
 stores.each_driver(function(drv)
 	describe("purge on the " .. drv.name .. " driver", function()
-		local env
-
-		before_each(function()
-			math.randomseed(7)
-			env = stores.new(drv, "purge")
-			env.store = layerup.open(env.d, { log = stores.record(env) })
-		end)
-
-		after_each(function()
-			stores.cleanup(env)
-			env = nil
-		end)
+		local env = stores.per_test(drv, "purge", { record = true, seed = 7 })
 
 		local function events(name)
 			return stores.events(env, name)

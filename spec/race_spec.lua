@@ -22,17 +22,7 @@ end
 
 stores.each_driver(function(drv)
 	describe("resume racing on the " .. drv.name .. " driver", function()
-		local env
-
-		before_each(function()
-			env = stores.new(drv, "race")
-			env.store = layerup.open(env.d)
-		end)
-
-		after_each(function()
-			stores.cleanup(env)
-			env = nil
-		end)
+		local env = stores.per_test(drv, "race")
 
 		-- A closed upload of data in repo; returns its uuid.
 		local function staged(repo, data)

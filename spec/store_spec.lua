@@ -13,18 +13,7 @@ local digest = util.digest
 
 stores.each_driver(function(drv)
 	describe("store on the " .. drv.name .. " driver", function()
-		local env
-
-		before_each(function()
-			math.randomseed(99)
-			env = stores.new(drv, "store")
-			env.store = layerup.open(env.d)
-		end)
-
-		after_each(function()
-			stores.cleanup(env)
-			env = nil
-		end)
+		local env = stores.per_test(drv, "store", { seed = 99 })
 
 		-- Upload data into repo; returns the canonical digest.
 		local function put(repo, data, requested)

@@ -34,19 +34,8 @@ local samples_dir, read_file = util.samples_dir, util.read_file
 
 stores.each_driver(function(drv)
 	describe("upload on the " .. drv.name .. " driver", function()
-		local env
-
 		-- A fresh store per test: env.d (driver), env.store, env.events.
-		before_each(function()
-			math.randomseed(1234)
-			env = stores.new(drv, "upload")
-			env.store = layerup.open(env.d, { log = stores.record(env) })
-		end)
-
-		after_each(function()
-			stores.cleanup(env)
-			env = nil
-		end)
+		local env = stores.per_test(drv, "upload", { record = true, seed = 1234 })
 
 		-- Events named `name`, as field tables.
 		local function events(name)

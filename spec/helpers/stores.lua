@@ -86,6 +86,40 @@ function stores.new(drv, tag)
 	return env
 end
 
+-- The environment of each test in the describe block this is called in:
+-- before each test a fresh stores.new(drv, tag) with env.store open on it
+-- (its log recorded with stores.record when opts.record; math.randomseed
+-- (opts.seed) first when given), after each stores.cleanup.  The table
+-- returned is that env, refilled for every test.
+function stores.per_test(drv, tag, opts)
+	opts = opts or {}
+	local busted = require "busted" -- before_each is not a global here
+	local env = {}
+	local function clear()
+		for k in pairs(env) do
+			env[k] = nil
+		end
+	end
+	busted.before_each(function()
+		clear()
+		if opts.seed then
+			math.randomseed(opts.seed)
+		end
+		local fresh = stores.new(drv, tag)
+		env.dir, env.d = fresh.dir, fresh.d
+		if opts.record then
+			env.store = layerup.open(env.d, { log = stores.record(env) })
+		else
+			env.store = layerup.open(env.d)
+		end
+	end)
+	busted.after_each(function()
+		stores.cleanup(env)
+		clear()
+	end)
+	return env
+end
+
 -- Record the log events of a store in env.events ({event=, fields=} in
 -- order); returns the log function, also kept as env.log.
 function stores.record(env)
