@@ -54,17 +54,9 @@ function M.start(root, opts)
 		util.must(("sh -c %s"):format(q(cmd .. " >" .. q(self.dir .. "/serve.log") .. " 2>&1 </dev/null & echo $! >"
 			.. q(pidfile))))
 		self.pid = tonumber(util.read_file(pidfile))
-		local ok = false
-		for _ = 1, 100 do
-			if not util.alive(self.pid) then break end
-			local out = util.read_file(self.dir .. "/serve.log") or ""
-			if out:find("layerup: serving", 1, true) then
-				ok = true
-				break
-			end
-			util.sleep(0.1)
-		end
-		if ok then
+		if util.wait_ready(self.pid, 100, function()
+			return (util.read_file(self.dir .. "/serve.log") or ""):find("layerup: serving", 1, true)
+		end) then
 			self.master = tonumber(util.read_file(self.prefix .. "/nginx.pid"))
 			return self
 		end
@@ -72,14 +64,6 @@ function M.start(root, opts)
 		self:stop(true)
 	end
 	error("layerup serve did not come up:\n" .. tostring(last))
-end
-
-local function wait_gone(pid, tries)
-	for _ = 1, tries do
-		if not util.alive(pid) then return true end
-		util.sleep(0.1)
-	end
-	return not util.alive(pid)
 end
 
 -- Worker pids (children of the master).
@@ -98,16 +82,12 @@ end
 function M:stop(keep_dir)
 	local master = self.master or tonumber(util.read_file(self.prefix .. "/nginx.pid") or "")
 	if self.pid then
-		util.exec("kill -TERM " .. self.pid .. " 2>/dev/null")
-		if not wait_gone(self.pid, 50) then
-			util.exec("kill -KILL " .. self.pid .. " 2>/dev/null")
-			wait_gone(self.pid, 20)
-		end
+		util.stop_pid(self.pid)
 		self.pid = nil
 	end
-	if master and not wait_gone(master, 60) then
+	if master and not util.wait_gone(master, 60) then
 		util.exec("kill -KILL " .. master .. " 2>/dev/null")
-		wait_gone(master, 20)
+		util.wait_gone(master, 20)
 	end
 	if not keep_dir and self.dir then
 		util.rmrf(self.dir)

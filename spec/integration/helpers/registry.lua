@@ -152,20 +152,11 @@ echo $! >%s
 		self.pid = tonumber(util.read_file(pidfile))
 		self.watchdog = tonumber(util.read_file(wdfile))
 		assert(self.pid and self.watchdog, "registry did not start")
-		local ok = false
-		for _ = 1, 150 do
-			if not util.alive(self.pid) then
-				break
-			end
+		if util.wait_ready(self.pid, 150, function()
 			local r = self:http("GET", "/v2/")
-			if r.status == 200 and r.headers["docker-distribution-api-version"] == "registry/2.0"
-				and owns_listener(self.pid, self.port) then
-				ok = true
-				break
-			end
-			util.sleep(0.1)
-		end
-		if ok then
+			return r.status == 200 and r.headers["docker-distribution-api-version"] == "registry/2.0"
+				and owns_listener(self.pid, self.port)
+		end) then
 			return self
 		end
 		last = util.read_file(self.log) or ""
@@ -174,31 +165,17 @@ echo $! >%s
 	error("docker-registry did not come up:\n" .. tostring(last))
 end
 
-local function wait_gone(pid, tries)
-	for _ = 1, tries do
-		if not util.alive(pid) then
-			return true
-		end
-		util.sleep(0.1)
-	end
-	return not util.alive(pid)
-end
-
 -- Stop the registry (TERM, then KILL) and its watchdog, by PID only.
 function M:stop()
 	if self.pid then
-		util.exec("kill -TERM " .. self.pid .. " 2>/dev/null")
-		if not wait_gone(self.pid, 50) then
-			util.exec("kill -KILL " .. self.pid .. " 2>/dev/null")
-			wait_gone(self.pid, 20)
-		end
+		util.stop_pid(self.pid)
 		self.pid = nil
 	end
 	if self.watchdog then
 		-- It exits on its own within 0.2 s of the registry's death.
-		if not wait_gone(self.watchdog, 30) then
+		if not util.wait_gone(self.watchdog, 30) then
 			util.exec("kill -TERM " .. self.watchdog .. " 2>/dev/null")
-			wait_gone(self.watchdog, 20)
+			util.wait_gone(self.watchdog, 20)
 		end
 		self.watchdog = nil
 	end

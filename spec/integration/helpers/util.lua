@@ -236,6 +236,41 @@ function M.sleep(sec)
 	M.exec("sleep " .. sec)
 end
 
+-- Wait up to tries tenths of a second for pid to be gone: true if it is.
+function M.wait_gone(pid, tries)
+	for _ = 1, tries do
+		if not M.alive(pid) then
+			return true
+		end
+		M.sleep(0.1)
+	end
+	return not M.alive(pid)
+end
+
+-- Stop pid (a server this process started): TERM, then KILL after 5 s.
+function M.stop_pid(pid)
+	M.exec("kill -TERM " .. pid .. " 2>/dev/null")
+	if not M.wait_gone(pid, 50) then
+		M.exec("kill -KILL " .. pid .. " 2>/dev/null")
+		M.wait_gone(pid, 20)
+	end
+end
+
+-- Poll ready() every tenth of a second, up to tries times, while pid
+-- lives: true once it answers true, false when pid died or time ran out.
+function M.wait_ready(pid, tries, ready)
+	for _ = 1, tries do
+		if not M.alive(pid) then
+			return false
+		end
+		if ready() then
+			return true
+		end
+		M.sleep(0.1)
+	end
+	return false
+end
+
 -- The repository root (two levels above this helpers directory).
 function M.repo_root()
 	local src = debug.getinfo(1, "S").source:gsub("^@", "")
