@@ -85,7 +85,7 @@ $(BUILD)/luajit/layerup/core.so: $(LIB_OBJ) $(LUAJIT_OBJ) src/lua/core.map
 	$(CC) -shared $(SAN) $(LDFLAGS) -Wl,--version-script=src/lua/core.map \
 		-o $@ $(LIB_OBJ) $(LUAJIT_OBJ) $(LIBS)
 
-$(BUILD)/tests/%: spec/c/%.c spec/c/test.h $(BUILD)/liblayerup.a
+$(BUILD)/tests/%: spec/c/%.c $(wildcard spec/c/*.h) $(BUILD)/liblayerup.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(BUILD)/liblayerup.a $(LIBS)
 

@@ -22,19 +22,10 @@
 #include "layerup.h"
 #include "layerup/sys/driver.h"
 #include "test.h"
+#include "test_store.h"
 
 #define V2 "/docker/registry/v2"
 #define REPO "hs/test"
-
-static lup_driver *D;
-static const char *DN;
-
-#define RUN_ON(name)                                                       \
-	do {                                                               \
-		test_failed_checks_ = 0;                                   \
-		name();                                                    \
-		test_report(DN, #name);                                    \
-	} while (0)
 
 /* Events by name and their "offset" field. */
 typedef struct events {
@@ -95,18 +86,6 @@ static void state_path(char *buf, size_t cap, const char *uuid, int64_t off)
 
 	snprintf(leaf, sizeof(leaf), "hashstates/sha256/%lld", (long long)off);
 	hs_path(buf, cap, uuid, leaf);
-}
-
-static void digest_of(const void *p, size_t n, char out[80])
-{
-	lup_hash h;
-	char hex[LUP_HASH_MAX_DIGEST * 2 + 1];
-
-	lup_hash_init(&h, LUP_SHA256);
-	lup_hash_update(&h, p, n);
-	lup_hash_peek_hex(&h, hex);
-	memcpy(out, "sha256:", 7);
-	memcpy(out + 7, hex, 65); /* 64 hex digits and the NUL */
 }
 
 /* Put the Go MarshalBinary state of sha256(p[0, n)) at hashstates/<name>. */
@@ -206,7 +185,7 @@ static void interleave(size_t a, size_t m, size_t c, const unsigned char *data)
 
 	if (!s)
 		return;
-	digest_of(data, (size_t)size, digest);
+	test_sha256_str(data, (size_t)size, digest);
 	CHECK_EQ_INT(layerup_dies(s, data, a, uuid), 0);
 	CHECK_EQ_INT(append_data(uuid, data + a, m), 0);
 	CHECK_EQ_INT(put_state(uuid, (int64_t)m, data + a, m), 0);
@@ -296,7 +275,7 @@ TEST(own_aligned_state_gap_then_proof)
 	if (!s)
 		return;
 	test_fill(data, sizeof(data), 75);
-	digest_of(data, sizeof(data), digest);
+	test_sha256_str(data, sizeof(data), digest);
 	CHECK_EQ_INT(layerup_dies(s, data, 4096, uuid), 0);
 	CHECK_EQ_INT(put_state(uuid, 4096, data, 4096), 0); /* its close */
 	CHECK_EQ_INT(append_data(uuid, data + 4096, 1000), 0); /* then died */
@@ -417,8 +396,8 @@ TEST(forged_exact_state_and_rehash_on_finish)
 		goto out;
 	test_fill(data, sizeof(data), 78);
 	test_fill(other, sizeof(other), 79);
-	digest_of(data, sizeof(data), digest);
-	digest_of(other, sizeof(other), forged);
+	test_sha256_str(data, sizeof(data), digest);
+	test_sha256_str(other, sizeof(other), forged);
 
 	/* Without the option: the forged state's digest is accepted for data
 	 * that does not have it (documented; verify finds such a blob). */
@@ -489,14 +468,6 @@ TEST(store_options_version_2)
 
 /* ---- drivers -------------------------------------------------------------- */
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-	(void)sb;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 static void run_all(void)
 {
 	RUN_ON(registry_new_bytes_state_aligned);
@@ -512,31 +483,7 @@ static void run_all(void)
 
 int main(void)
 {
-	lup_error err;
 	char root[] = "/tmp/layerup-hstest.XXXXXX";
 
-	if (lup_driver_memory(&D, &err) != 0) {
-		printf("# memory driver: %s\nnot ok 1 - memory driver\n1..1\n",
-		       err.message);
-		return 1;
-	}
-	DN = "inmemory";
-	run_all();
-	lup_driver_release(D);
-
-	if (!mkdtemp(root)) {
-		printf("not ok %d - mkdtemp\n", ++test_count_);
-		return test_done() | 1;
-	}
-	if (lup_driver_filesystem(&D, root, NULL, &err) != 0) {
-		printf("# filesystem driver: %s\nnot ok %d - filesystem driver\n",
-		       err.message, ++test_count_);
-		nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-		return test_done() | 1;
-	}
-	DN = "filesystem";
-	run_all();
-	lup_driver_release(D);
-	nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	return test_done();
+	return test_on_drivers(root, run_all);
 }

@@ -16,30 +16,9 @@
 #include "layerup.h"
 #include "layerup/sys/driver.h"
 #include "test.h"
+#include "test_store.h"
 
 #define V2 "/docker/registry/v2"
-
-static lup_driver *D;  /* the driver under test */
-static const char *DN; /* its name */
-
-#define RUN_ON(name)                                                       \
-	do {                                                               \
-		test_failed_checks_ = 0;                                   \
-		name();                                                    \
-		test_report(DN, #name);                                    \
-	} while (0)
-
-static void sha256_str(const void *p, size_t n, char out[80])
-{
-	lup_hash h;
-	char hex[LUP_HASH_MAX_DIGEST * 2 + 1];
-
-	lup_hash_init(&h, LUP_SHA256);
-	lup_hash_update(&h, p, n);
-	lup_hash_peek_hex(&h, hex);
-	memcpy(out, "sha256:", 7);
-	memcpy(out + 7, hex, 65); /* 64 hex digits and the NUL */
-}
 
 static void upload_path(char *buf, size_t cap, const char *repo,
 			const char *uuid, const char *leaf)
@@ -112,7 +91,7 @@ TEST(start_write_close_resume_finish)
 	if (!s)
 		return;
 	test_fill(data, sizeof(data), 1);
-	sha256_str(data, sizeof(data), digest);
+	test_sha256_str(data, sizeof(data), digest);
 	CHECK_EQ_INT(lup_upload_start(&u, s, "foo/bar", &err), 0);
 	if (!u)
 		goto out;
@@ -249,7 +228,7 @@ TEST(locked_between_handles)
 	/* the closed first handle cannot cancel it from under r */
 	CHECK_EQ_INT(lup_upload_cancel(u, &err), LUP_ELOCKED);
 	if (r) {
-		sha256_str("abcd", 4, digest);
+		test_sha256_str("abcd", 4, digest);
 		CHECK_EQ_INT(lup_upload_write(r, "d", 1, &err), 0);
 		CHECK_EQ_INT(lup_upload_finish(r, digest, 4, NULL, &err), 0);
 	}
@@ -274,8 +253,8 @@ TEST(wrong_digest_then_right_or_cancel)
 	if (!s)
 		return;
 	test_fill(data, sizeof(data), 2);
-	sha256_str(data, sizeof(data), good);
-	sha256_str(data, sizeof(data) - 1, bad);
+	test_sha256_str(data, sizeof(data), good);
+	test_sha256_str(data, sizeof(data) - 1, bad);
 	CHECK_EQ_INT(lup_upload_start(&u, s, "w", &err), 0);
 	if (!u)
 		goto out;
@@ -318,7 +297,7 @@ TEST(resume_rehash_without_state)
 	if (!s)
 		return;
 	test_fill(data, sizeof(data), 3);
-	sha256_str(data, sizeof(data), digest);
+	test_sha256_str(data, sizeof(data), digest);
 	CHECK_EQ_INT(lup_upload_start(&u, s, "re", &err), 0);
 	if (!u)
 		goto out;
@@ -534,7 +513,7 @@ TEST(policies_and_limits)
 	CHECK_EQ_INT(lup_upload_write(u, "789ab", 5, &err), LUP_ESIZE_INVALID);
 	CHECK_EQ_INT(lup_upload_size(u), 7);
 	CHECK_EQ_INT(lup_upload_write(u, "789", 3, &err), 0);
-	sha256_str("0123456789", 10, digest);
+	test_sha256_str("0123456789", 10, digest);
 	CHECK_EQ_INT(lup_upload_finish(u, digest, 10, &info, &err), 0);
 	CHECK_EQ_INT(lup_store_stat(s, digest, "mirror", &info, &err), 0);
 	CHECK_EQ_INT(lup_store_stat(s, digest, "ok", &info, &err), 0);
@@ -653,7 +632,7 @@ TEST(store_blob_ops)
 
 	if (!s)
 		return;
-	sha256_str("mount me", 8, digest);
+	test_sha256_str("mount me", 8, digest);
 	CHECK_EQ_INT(lup_upload_start(&u, s, "src", &err), 0);
 	if (!u)
 		goto out;
@@ -670,7 +649,7 @@ TEST(store_blob_ops)
 	CHECK_EQ_INT(lup_store_link(s, "src", digest, &err), 0);
 	CHECK_EQ_INT(lup_store_stat(s, digest, "src", &info, &err), 0);
 	CHECK_EQ_INT(lup_store_stat(s, digest, NULL, &info, &err), 0);
-	sha256_str("absent", 6, digest);
+	test_sha256_str("absent", 6, digest);
 	CHECK_EQ_INT(lup_store_link(s, "src", digest, &err), LUP_EBLOB_UNKNOWN);
 	CHECK_EQ_INT(lup_store_stat(s, digest, NULL, &info, &err), LUP_EBLOB_UNKNOWN);
 out:
@@ -702,7 +681,7 @@ static void *work(void *arg)
 		size_t n = 1000 + (size_t)i * 2500 + (size_t)w->id * 7;
 
 		test_fill(data, n, (uint32_t)(w->id * 1000 + i));
-		sha256_str(data, n, digest);
+		test_sha256_str(data, n, digest);
 		if (lup_upload_start(&u, w->store, repo, &err) != 0)
 			goto fail;
 		snprintf(uuid, sizeof(uuid), "%s", lup_upload_uuid(u));
@@ -748,7 +727,7 @@ TEST(async_writes_reuse_buffers)
 	if (!all || !buf[0] || !buf[1] || !s)
 		goto out;
 	test_fill(all, (size_t)CHUNK * COUNT, 77);
-	sha256_str(all, (size_t)CHUNK * COUNT, digest);
+	test_sha256_str(all, (size_t)CHUNK * COUNT, digest);
 	CHECK_EQ_INT(lup_upload_start(&u, s, "async/c", &err), 0);
 	if (!u)
 		goto out;
@@ -799,7 +778,7 @@ TEST(hash_thread_option)
 	char digest[80];
 
 	test_fill(data, sizeof(data), 7);
-	sha256_str(data, sizeof(data), digest);
+	test_sha256_str(data, sizeof(data), digest);
 	for (int on = 1; on >= 0; on--) {
 		lup_store_options o = LUP_STORE_OPTIONS_INIT;
 		lup_store *s;
@@ -995,8 +974,8 @@ TEST(finish_restart_after_move)
 	/* wrong digests of the right length */
 	snprintf(bad512, sizeof(bad512), "sha512:%0128d", 0);
 	snprintf(bad384, sizeof(bad384), "sha384:%096d", 0);
-	sha256_str("restart me", 10, digest);
-	sha256_str("restart m2", 10, digest2);
+	test_sha256_str("restart me", 10, digest);
+	test_sha256_str("restart m2", 10, digest2);
 	/* the same handle: a wrong alias is refused, twice */
 	CHECK_EQ_INT(lup_upload_start(&u, fs, "restart/a", &err), 0);
 	if (!u)
@@ -1041,14 +1020,6 @@ out:
 
 /* ---- drivers -------------------------------------------------------------- */
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *f)
-{
-	(void)sb;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 static void run_all(void)
 {
 	RUN_ON(start_write_close_resume_finish);
@@ -1071,31 +1042,7 @@ static void run_all(void)
 
 int main(void)
 {
-	lup_error err;
 	char root[] = "/tmp/layerup-ctest.XXXXXX";
 
-	if (lup_driver_memory(&D, &err) != 0) {
-		printf("# memory driver: %s\n", err.message);
-		printf("not ok 1 - memory driver\n1..1\n");
-		return 1;
-	}
-	DN = "inmemory";
-	run_all();
-	lup_driver_release(D);
-
-	if (!mkdtemp(root)) {
-		printf("not ok %d - mkdtemp\n", ++test_count_);
-		return test_done() | 1;
-	}
-	if (lup_driver_filesystem(&D, root, NULL, &err) != 0) {
-		printf("# filesystem driver: %s\n", err.message);
-		printf("not ok %d - filesystem driver\n", ++test_count_);
-		nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-		return test_done() | 1;
-	}
-	DN = "filesystem";
-	run_all();
-	lup_driver_release(D);
-	nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-	return test_done();
+	return test_on_drivers(root, run_all);
 }
