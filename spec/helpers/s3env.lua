@@ -38,4 +38,17 @@ function s3env.prefix(tag)
 	return string.format("t/%s-%d-%d-%d", tag or "x", os.time(), math.random(1, 1e9), seq)
 end
 
+--- Without a server: a suite called name whose one pending test says why;
+--- true then (the spec file returns), false when there is a server.
+function s3env.missing(name)
+	if s3env.options() then
+		return false
+	end
+	local busted = require "busted" -- describe is not a global here
+	busted.describe(name, function()
+		busted.pending("no S3 server: spec/run starts Ceph RGW when ceph-mon, ceph-osd and radosgw are installed")
+	end)
+	return true
+end
+
 return s3env

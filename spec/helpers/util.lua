@@ -118,4 +118,12 @@ function util.sleep(seconds)
 	os.execute(string.format("sleep %.3f", seconds))
 end
 
+-- v, or an error naming err when v is nil (a layerup call's nil, err).
+function util.ok(v, err)
+	if v == nil then
+		error("layerup call failed: " .. tostring(err), 2)
+	end
+	return v
+end
+
 return util

@@ -7,10 +7,7 @@ local s3env = require "helpers.s3env"
 
 local MiB = 1024 * 1024
 
-if not s3env.options() then
-	describe("layerup CLI on S3", function()
-		pending("no S3 server: spec/run starts Ceph RGW when ceph-mon, ceph-osd and radosgw are installed")
-	end)
+if s3env.missing("layerup CLI on S3") then
 	return
 end
 

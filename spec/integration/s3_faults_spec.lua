@@ -9,22 +9,14 @@ local s3env = require "helpers.s3env"
 
 local MiB = 1024 * 1024
 
-if not s3env.options() then
-	describe("S3 faults", function()
-		pending("no S3 server: spec/run starts Ceph RGW when ceph-mon, ceph-osd and radosgw are installed")
-	end)
+if s3env.missing("S3 faults") then
 	return
 end
 
 local layerup = require "layerup"
 local lag = require "layerup.middleware.lag"
 
-local function ok(v, err)
-	if v == nil then
-		error("layerup call failed: " .. tostring(err), 2)
-	end
-	return v
-end
+local ok = require("helpers.util").ok
 
 -- Retries quickly, many times: the tests count retries, not seconds.
 local function quick_retry(attempts)

@@ -10,21 +10,13 @@ local s3env = require "helpers.s3env"
 
 local KiB, MiB = 1024, 1024 * 1024
 
-if not s3env.options() then
-	describe("registry interop on S3", function()
-		pending("no S3 server: spec/run starts Ceph RGW when ceph-mon, ceph-osd and radosgw are installed")
-	end)
+if s3env.missing("registry interop on S3") then
 	return
 end
 
 local layerup = require "layerup"
 
-local function ok(v, err)
-	if v == nil then
-		error("layerup call failed: " .. tostring(err), 2)
-	end
-	return v
-end
+local ok = require("helpers.util").ok
 
 describe("registry interop on S3", function()
 	local prefix, reg

@@ -12,19 +12,11 @@ local s3env = require "helpers.s3env"
 local MiB = 1024 * 1024
 local LUA = os.getenv("LUA") or "lua5.4"
 
-if not s3env.options() then
-	describe("S3 driver on RGW", function()
-		pending("no S3 server: spec/run starts Ceph RGW when ceph-mon, ceph-osd and radosgw are installed")
-	end)
+if s3env.missing("S3 driver on RGW") then
 	return
 end
 
-local function ok(v, err)
-	if v == nil then
-		error(tostring(err), 2)
-	end
-	return v
-end
+local ok = require("helpers.util").ok
 
 -- Run a Lua chunk in a new process with the S3 test settings; returns its
 -- stdout and exit status.  The chunk sees PREFIX and ARG (strings).
