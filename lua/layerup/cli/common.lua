@@ -68,6 +68,15 @@ function M.need_duration(s, flag)
 	return n
 end
 
+-- Uploads as --json rows (uploads and purge write the same keys).
+function M.upload_rows(list)
+	local rows = out.array()
+	for i, u in ipairs(list) do
+		rows[i] = { repo = u.repo, uuid = u.uuid, size = u.size, started_at = u.started_at }
+	end
+	return rows
+end
+
 -- Paths ---------------------------------------------------------------------
 
 -- A layout path (relative to the driver's root) where a person finds it:

@@ -42,10 +42,7 @@ read-only store); a real run reports those and exits 1.]],
 		local list = out.check(store:purge { older_than = secs, dry_run = dry })
 		store:close()
 		if ctx.json then
-			local rows = out.array()
-			for i, u in ipairs(list) do
-				rows[i] = { repo = u.repo, uuid = u.uuid, size = u.size, started_at = u.started_at }
-			end
+			local rows = common.upload_rows(list)
 			out.emit_json(ctx, { dry_run = dry, uploads = rows, kept = kept, temporaries = temps })
 		else
 			for _, u in ipairs(list) do

@@ -17,10 +17,7 @@ repository.]],
 		local list = out.check(store:uploads(a.REPO))
 		store:close()
 		if ctx.json then
-			local rows = out.array()
-			for i, u in ipairs(list) do
-				rows[i] = { repo = u.repo, uuid = u.uuid, size = u.size, started_at = u.started_at }
-			end
+			local rows = common.upload_rows(list)
 			out.emit_json(ctx, rows)
 		else
 			for _, u in ipairs(list) do
