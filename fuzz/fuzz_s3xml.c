@@ -1,7 +1,8 @@
 /*
  * fuzz_s3xml.c - the S3 driver's XML lookups on hostile answers
  * (src/drivers/s3/s3_http.c): s3_xml_next walks every element it is asked
- * for without reading past the end, and s3_xml_text decodes any value.
+ * for without reading past the end, s3_xml_text decodes any value, and
+ * s3_xml_etag unquotes any value into a bounded buffer.
  * A server (or whoever sits between) controls these bytes.
  */
 #include <stdint.h>
@@ -42,6 +43,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			char *txt = s3_xml_text(v, vl);
 			REQUIRE(txt != NULL && strlen(txt) <= vl);
 			free(txt);
+			char etag[128], tiny[3];
+			REQUIRE(s3_xml_etag(v, vl, etag, sizeof etag) == 0);
+			REQUIRE(strlen(etag) < sizeof etag && strlen(etag) <= vl);
+			REQUIRE(s3_xml_etag(v, vl, tiny, sizeof tiny) == 0);
+			REQUIRE(strlen(tiny) < sizeof tiny);
 			p = next;
 		}
 	}
