@@ -160,6 +160,8 @@ int s3_list_parts(s3_driver *d, const char *key, const char *id,
 		  s3_parts *out, lup_error *err);
 int s3_abort(s3_driver *d, const char *key, const char *id, lup_error *err);
 void s3_parts_free(s3_parts *p);
+/* Append a copy of part.  0, or -1 when memory runs out. */
+int s3_parts_push(s3_parts *p, const s3_part *part);
 
 /* DELETE one object; a missing one is no error. */
 int s3_delete(s3_driver *d, const char *key, lup_error *err);

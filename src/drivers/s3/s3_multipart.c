@@ -22,6 +22,20 @@ void s3_parts_free(s3_parts *p)
 	memset(p, 0, sizeof *p);
 }
 
+int s3_parts_push(s3_parts *p, const s3_part *part)
+{
+	if (p->count == p->cap) {
+		size_t nc = p->cap ? 2 * p->cap : 64;
+		s3_part *ni = realloc(p->items, nc * sizeof *ni);
+		if (!ni)
+			return -1;
+		p->items = ni;
+		p->cap = nc;
+	}
+	p->items[p->count++] = *part;
+	return 0;
+}
+
 /* One page of ListMultipartUploads: its uploads as triples. */
 static int uploads_page(void *ctx, const char *p, const char *end,
 			lup_error *err)
@@ -112,16 +126,8 @@ static int parts_page(void *ctx, const char *p, const char *end,
 			/* Out of memory leaves the ETag empty. */
 			if (s3_xml_next(v, v + vl, "ETag", &ev, &el, NULL) == 0)
 				s3_xml_etag(ev, el, part.etag, sizeof part.etag);
-			if (out->count == out->cap) {
-				size_t nc = out->cap ? 2 * out->cap : 64;
-				s3_part *ni = realloc(out->items,
-						      nc * sizeof *ni);
-				if (!ni)
-					return oom(err);
-				out->items = ni;
-				out->cap = nc;
-			}
-			out->items[out->count++] = part;
+			if (s3_parts_push(out, &part) != 0)
+				return oom(err);
 		}
 		p = next;
 	}

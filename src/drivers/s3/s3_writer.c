@@ -115,20 +115,11 @@ static int create_upload(s3_writer *w, lup_error *err)
 static int keep_part(s3_writer *w, int number, int64_t size,
 		     const char *etag, lup_error *err)
 {
-	s3_parts *p = &w->parts;
+	s3_part part = {.number = number, .size = size};
 
-	if (p->count == p->cap) {
-		size_t nc = p->cap ? 2 * p->cap : 64;
-		s3_part *ni = realloc(p->items, nc * sizeof *ni);
-		if (!ni)
-			return oom(err);
-		p->items = ni;
-		p->cap = nc;
-	}
-	p->items[p->count].number = number;
-	p->items[p->count].size = size;
-	snprintf(p->items[p->count].etag, sizeof p->items[0].etag, "%s", etag);
-	p->count++;
+	snprintf(part.etag, sizeof part.etag, "%s", etag);
+	if (s3_parts_push(&w->parts, &part) != 0)
+		return oom(err);
 	w->parts_size += size;
 	return 0;
 }
