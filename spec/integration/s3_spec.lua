@@ -264,6 +264,15 @@ os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
 		assert.is_true(u:size() >= 2 * 5 * MiB, "size " .. u:size())
 		assert.is_true(u:size() <= acked)
 		assert.equal(u:size(), u:bytes_reread())
+		-- the re-hash completed the multipart upload under this writer
+		-- (Swift keeps a completed upload id usable): what it writes and
+		-- closes now is kept too, for the next resume
+		local have = u:size()
+		ok(u:write(blob:sub(have + 1, have + 1000)))
+		ok(u:close())
+		s = ok(layerup.open(driver(prefix), { retry = false }))
+		u = ok(s:resume("lib/k", uuid))
+		assert.equal(have + 1000, u:size())
 		local rest = blob:sub(u:size() + 1)
 		ok(u:write(rest))
 		local info = ok(u:finish(util.digest(blob)))
@@ -326,6 +335,29 @@ os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
 		ok(w:close())
 		assert.is_true(ok(d:get_content("/b/big")) == blob .. "tail", "continued content differs")
 		ok(d:delete("/b"))
+	end)
+
+	it("keeps what a writer closes after a reader completed its upload under it", function()
+		-- a reader of an unfinished upload completes it (to read its
+		-- bytes); RGW then refuses the writer's next part (NoSuchUpload),
+		-- Swift accepts it into the completed upload, where no reader
+		-- would see it: either way the writer's bytes must stay
+		local prefix = s3env.prefix("under")
+		local d = driver(prefix, { part_size = 5 * MiB })
+		local a, b = util.random_bytes(10 * MiB), util.random_bytes(3000)
+		local w = ok(d:writer("/u/data", false))
+		ok(w:write(a))
+		assert.is_true(ok(d:get_content("/u/data")) == a)
+		ok(w:write(b))
+		ok(w:close())
+		w = ok(d:writer("/u/data", true))
+		assert.equal(#a + #b, w:size())
+		ok(w:commit())
+		ok(w:close())
+		assert.is_true(ok(d:get_content("/u/data")) == a .. b, "content differs")
+		-- a fresh driver ("machine") sees the same
+		assert.is_true(ok(driver(prefix):get_content("/u/data")) == a .. b)
+		ok(d:delete("/u"))
 	end)
 
 	it("follows every listing across pages: objects, unfinished uploads, parts", function()

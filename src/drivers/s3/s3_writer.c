@@ -55,6 +55,9 @@ typedef struct s3_writer {
 	int64_t parts_size;
 	lup_buf buf;    /* bytes not yet in a kept part */
 	int tail_stored; /* the tail object holds buf's current prefix */
+	int tail_num;    /* ... and part tail_num (ETag tail_etag) holds it */
+	char tail_etag[128];
+	long mat_seen;   /* d->materialized when last checked */
 	int readopted;  /* readopt ran once: never loop on a vanished upload */
 	int adopted;    /* continues a completed object at the key */
 	s3_job jobs[S3_MAX_JOBS]; /* parts in flight, oldest at head */
@@ -507,6 +510,8 @@ static int store_tail_once(s3_writer *w, lup_error *err)
 	    (rc = upload_part(w, num, w->buf.data, w->buf.len, etag, err)) != 0)
 		return rc;
 	w->tail_stored = 1;
+	w->tail_num = num;
+	snprintf(w->tail_etag, sizeof w->tail_etag, "%s", etag);
 	return 0;
 }
 
@@ -564,6 +569,58 @@ static int complete(s3_writer *w, lup_error *err)
 
 static int commit_once(s3_writer *w, lup_error *err);
 
+/* Whether this writer's open multipart upload was completed under it by a
+ * reader (s3_materialize) of this driver since the last check.  RGW then
+ * refuses further parts (NoSuchUpload: readopt), but Swift's s3api keeps a
+ * completed upload id usable, so that a retried CompleteMultipartUpload
+ * succeeds: the parts sent after the completion are accepted, listed, and
+ * missing from the object.  Only a HEAD of the key tells, and it is sent
+ * only when a completion happened in this driver. */
+static int completed_under(s3_writer *w, int *yes, lup_error *err)
+{
+	long now = atomic_load(&w->d->materialized);
+	s3_req r = {.method = "HEAD", .key = w->key, .head = 1};
+	s3_resp resp = {0};
+	int rc;
+
+	*yes = 0;
+	if (w->adopted || now == w->mat_seen)
+		return 0;
+	if ((rc = s3_do(w->d, &r, &resp, err)) != 0)
+		return rc;
+	if (resp.status == 200)
+		*yes = 1;
+	else if (resp.status != 404)
+		rc = s3_fail(&resp, "HEAD", NULL, err);
+	else
+		w->mat_seen = now;
+	s3_resp_free(&resp);
+	return rc;
+}
+
+/* After store_tail, on an upload completed under the writer: complete it
+ * again with every part, the tail included (Swift accepts that for the
+ * same upload id; RGW answers NoSuchUpload, and commit's readopt takes
+ * over), so that the object holds every byte written.  The writer goes
+ * on as one that continues an object. */
+static int fold_completed(s3_writer *w, lup_error *err)
+{
+	int rc;
+
+	if (w->buf.len) {
+		if (!w->tail_stored || w->tail_num != next_number(w))
+			return lup_error_set(err, LUP_EIO, NULL,
+					     "tail part out of step");
+		if ((rc = keep_part(w, w->tail_num, (int64_t)w->buf.len,
+				    w->tail_etag, err)) != 0)
+			return rc;
+		w->buf.len = 0;
+		w->tail_stored = 0;
+	}
+	w->adopted = 1;
+	return 0;
+}
+
 /* Commit makes what was written durable and readable, not final: the
  * multipart upload stays open with the short tail stored as its last part,
  * so that a resume here or in the registry appends to it instead of
@@ -576,8 +633,17 @@ static int w_commit(lup_writer *lw, lup_error *err)
 	s3_writer *w = (s3_writer *)lw;
 	int rc;
 
-	if (w->state == W_OPEN && !w->adopted &&
-	    ((rc = store_tail(w, err)) != 0 || !w->adopted))
+	if (w->state == W_OPEN && !w->adopted) {
+		int yes = 0;
+		if ((rc = store_tail(w, err)) != 0 || w->adopted)
+			goto commit;
+		if ((rc = completed_under(w, &yes, err)) != 0 || !yes)
+			return rc;
+		if ((rc = fold_completed(w, err)) != 0)
+			return rc;
+	}
+commit:
+	if (rc)
 		return rc;
 	rc = commit_once(w, err);
 
@@ -662,8 +728,14 @@ static int w_close(lup_writer *lw, lup_error *err)
 	s3_writer *w = (s3_writer *)lw;
 	int rc = 0;
 
-	if (w->state == W_OPEN)
+	if (w->state == W_OPEN) {
+		int yes = 0, adopted = w->adopted;
 		rc = store_tail(w, err);
+		if (rc == 0 && !adopted && !w->adopted &&
+		    (rc = completed_under(w, &yes, err)) == 0 && yes &&
+		    (rc = fold_completed(w, err)) == 0)
+			rc = complete(w, err);
+	}
 	/* Parts sent past a failure would count on the next resume: cut
 	 * them off by completing with the kept parts only (the next writer
 	 * continues from the object). */
@@ -693,9 +765,11 @@ static int get_object(s3_driver *d, const char *key, lup_buf *out,
 /* Swift's s3api lists a part made by UploadPartCopy with an empty ETag,
  * and then refuses that part in CompleteMultipartUpload.  A part's ETag is
  * the MD5 of its bytes: for the tail part, whose bytes are the tail
- * object, it can be computed. */
+ * object, it can be computed.  When tail is not NULL it gets the tail
+ * object's bytes that were read for it (empty when none were), so that a
+ * resume reads the tail once. */
 static int fill_tail_etag(s3_driver *d, const char *key, s3_parts *all,
-			  lup_error *err)
+			  lup_buf *tail, lup_error *err)
 {
 	s3_part *last;
 	lup_buf b = {0};
@@ -709,8 +783,14 @@ static int fill_tail_etag(s3_driver *d, const char *key, s3_parts *all,
 	if (!(tk = s3_tail_key(d, key)))
 		return oom(err);
 	rc = get_object(d, tk, &b, &st, err);
-	if (rc == 0 && st == 200 && (int64_t)b.len == last->size)
+	if (rc == 0 && st == 200 && (int64_t)b.len == last->size) {
 		md5_hex(b.data, b.len, last->etag);
+		if (tail) {
+			lup_buf_free(tail);
+			*tail = b;
+			b = (lup_buf){0};
+		}
+	}
 	lup_buf_free(&b);
 	free(tk);
 	return rc;
@@ -828,7 +908,8 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 				      "the multipart upload is gone");
 		return rc;
 	}
-	if ((rc = fill_tail_etag(d, w->key, &all, err)) != 0) {
+	w->buf.len = 0;
+	if ((rc = fill_tail_etag(d, w->key, &all, &w->buf, err)) != 0) {
 		s3_parts_free(&all);
 		return rc;
 	}
@@ -860,15 +941,19 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 	if (keep < all.count) {
 		const s3_part *last = &all.items[keep];
 		char md5[33];
-		long st = 0;
-		w->buf.len = 0;
-		rc = get_object(d, w->tail_key, &w->buf, &st, err);
+		long st = 200;
+		rc = 0;
+		if (w->buf.len == 0) /* not read yet by fill_tail_etag */
+			rc = get_object(d, w->tail_key, &w->buf, &st, err);
 		if (rc == 0 && st == 200 && (int64_t)w->buf.len == last->size) {
 			md5_hex(w->buf.data, w->buf.len, md5);
 			if (strcmp(md5, last->etag) == 0) {
 				/* The part stays until a bigger one replaces
 				 * it: the tail is durable meanwhile. */
 				w->tail_stored = 1;
+				w->tail_num = last->number;
+				snprintf(w->tail_etag, sizeof w->tail_etag,
+					 "%s", last->etag);
 				s3_parts_free(&all);
 				return 0;
 			}
@@ -913,7 +998,7 @@ int s3_materialize(s3_driver *d, const char *key, const char *id,
 	w.key = (char *)key;
 	w.id = (char *)id;
 	if ((rc = s3_list_parts(d, key, id, &all, err)) != 0 ||
-	    (rc = fill_tail_etag(d, key, &all, err)) != 0) {
+	    (rc = fill_tail_etag(d, key, &all, NULL, err)) != 0) {
 		s3_parts_free(&all);
 		return rc;
 	}
@@ -934,6 +1019,7 @@ int s3_materialize(s3_driver *d, const char *key, const char *id,
 	s3_parts_free(&all);
 	if (rc == 0) {
 		char *tk = s3_tail_key(d, key);
+		atomic_fetch_add(&d->materialized, 1);
 		if (tk)
 			delete_key(d, tk, NULL);
 		free(tk);
@@ -988,6 +1074,8 @@ int s3_writer_open(s3_driver *d, const char *path, int append,
 		w_free(w);
 		return rc;
 	}
+	/* Completions from here on may concern this upload. */
+	w->mat_seen = atomic_load(&d->materialized);
 	*out = &w->base;
 	return 0;
 }
