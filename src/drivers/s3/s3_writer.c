@@ -728,7 +728,13 @@ static int w_close(lup_writer *lw, lup_error *err)
 	s3_writer *w = (s3_writer *)lw;
 	int rc = 0;
 
-	if (w->state == W_OPEN) {
+	if (w->state == W_OPEN && w->adopted) {
+		/* A writer that continues an object completes on close too:
+		 * an open upload next to a stale object would be read as the
+		 * object, and Swift could not complete it in another process
+		 * (its ListParts gives copied parts no ETag). */
+		rc = w_commit(lw, err);
+	} else if (w->state == W_OPEN) {
 		int yes = 0, adopted = w->adopted;
 		rc = store_tail(w, err);
 		if (rc == 0 && !adopted && !w->adopted &&
@@ -876,10 +882,30 @@ static int adopt_object(s3_writer *w, int64_t size, lup_error *err)
 	return 0;
 }
 
+/* HEAD the key: its size into *size, or -1 when there is no object. */
+static int head_key(s3_writer *w, const char *path, int64_t *size,
+		    lup_error *err)
+{
+	s3_req r = {.method = "HEAD", .key = w->key, .head = 1};
+	s3_resp resp = {0};
+	int rc;
+
+	*size = -1;
+	if ((rc = s3_do(w->d, &r, &resp, err)) != 0)
+		return rc;
+	if (resp.status == 200)
+		*size = resp.length > 0 ? resp.length : 0;
+	else if (resp.status != 404)
+		rc = s3_fail(&resp, "HEAD", path, err);
+	s3_resp_free(&resp);
+	return rc;
+}
+
 static int open_append(s3_writer *w, const char *path, lup_error *err)
 {
 	s3_driver *d = w->d;
 	s3_parts all = {0};
+	int64_t obj;
 	int rc;
 
 	if ((rc = s3_find_upload(d, w->key, &w->id, err)) != 0)
@@ -887,20 +913,13 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 	if (!w->id) {
 		/* No upload in progress: a completed object continues
 		 * through a new upload (the registry's own resume path). */
-		s3_req r = {.method = "HEAD", .key = w->key, .head = 1};
-		s3_resp resp = {0};
-		if ((rc = s3_do(d, &r, &resp, err)) != 0)
+	adopt:
+		if ((rc = head_key(w, path, &obj, err)) != 0)
 			return rc;
-		if (resp.status != 200) {
-			rc = resp.status == 404
-				     ? lup_error_set(err, LUP_EPATH_NOT_FOUND,
-						     path, "no such file")
-				     : s3_fail(&resp, "HEAD", path, err);
-			s3_resp_free(&resp);
-			return rc;
-		}
-		s3_resp_free(&resp);
-		return adopt_object(w, resp.length > 0 ? resp.length : 0, err);
+		if (obj < 0)
+			return lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
+					     "no such file");
+		return adopt_object(w, obj, err);
 	}
 	if ((rc = s3_list_parts(d, w->key, w->id, &all, err)) != 0) {
 		if (rc == LUP_EPATH_NOT_FOUND)
@@ -912,6 +931,32 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 	if ((rc = fill_tail_etag(d, w->key, &all, &w->buf, err)) != 0) {
 		s3_parts_free(&all);
 		return rc;
+	}
+	/* An upload next to an object at the key continued that object
+	 * (adopt_object) and its writer died before completing it: the
+	 * object is stale, so this writer completes on commit and close.
+	 * On Swift, whose ListParts gives parts made by UploadPartCopy no
+	 * ETag, it cannot be completed at all: it is aborted and the
+	 * object continued again (what the dead writer sent after it is
+	 * lost; the store resumes from the object's size). */
+	if ((rc = head_key(w, path, &obj, err)) != 0) {
+		s3_parts_free(&all);
+		return rc;
+	}
+	if (obj >= 0) {
+		int blind = 0;
+		for (size_t i = 0; i < all.count; i++)
+			blind |= all.items[i].etag[0] == '\0';
+		if (blind) {
+			s3_parts_free(&all);
+			if ((rc = s3_abort(d, w->key, w->id, err)) != 0)
+				return rc;
+			free(w->id);
+			w->id = NULL;
+			w->buf.len = 0;
+			goto adopt;
+		}
+		w->adopted = 1;
 	}
 	/* Parts come sorted by number; they must be 1..n without holes. */
 	for (size_t i = 0; i < all.count; i++) {
