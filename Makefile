@@ -39,7 +39,7 @@ CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 EXAMPLE_C = $(wildcard examples/*.c)
 EXAMPLE_BIN = $(EXAMPLE_C:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib deps run test test-s3-swift check bench clean ctest fuzz docs torture \
+.PHONY: all lib deps run test test-s3-swift test-s3-osd check bench clean ctest fuzz docs torture \
 	install install-lib install-lua install-docs uninstall serve
 
 LIBS_OUT = $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so
@@ -109,6 +109,12 @@ S3_SUITES = spec/driver_spec.lua spec/upload_spec.lua spec/store_spec.lua \
 test-s3-swift: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) LUA=$(LUA) LUP_S3_SERVER=swift ONLY="$(S3_SUITES)" spec/run
+
+# A Ceph RGW on three OSDs (size 3, min_size 2), one OSD killed by its pid
+# in the middle of an upload (about 30 s to start the cluster).
+test-s3-osd: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) LUA=$(LUA) S3_RGW_OSDS=3 ONLY="spec/integration/s3_osd_spec.lua" spec/run
 
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
