@@ -108,13 +108,13 @@ S3_SUITES = spec/driver_spec.lua spec/upload_spec.lua spec/store_spec.lua \
 	    spec/integration/s3_faults_spec.lua
 test-s3-swift: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) LUA=$(LUA) LUP_S3_SERVER=swift ONLY="$(S3_SUITES)" spec/run
+	@BUILD=$(BUILD) LUA=$(LUA) LUP_S3_SERVER=swift LUP_S3_REQUIRE=1 ONLY="$(S3_SUITES)" spec/run
 
 # A Ceph RGW on three OSDs (size 3, min_size 2), one OSD killed by its pid
 # in the middle of an upload (about 30 s to start the cluster).
 test-s3-osd: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) LUA=$(LUA) S3_RGW_OSDS=3 ONLY="spec/integration/s3_osd_spec.lua" spec/run
+	@BUILD=$(BUILD) LUA=$(LUA) S3_RGW_OSDS=3 LUP_S3_REQUIRE=1 ONLY="spec/integration/s3_osd_spec.lua" spec/run
 
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
