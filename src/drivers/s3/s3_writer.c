@@ -631,7 +631,7 @@ static int fold_completed(s3_writer *w, lup_error *err)
 static int w_commit(lup_writer *lw, lup_error *err)
 {
 	s3_writer *w = (s3_writer *)lw;
-	int rc;
+	int rc = 0;
 
 	if (w->state == W_OPEN && !w->adopted) {
 		int yes = 0;
