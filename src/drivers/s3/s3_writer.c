@@ -635,16 +635,15 @@ static int w_commit(lup_writer *lw, lup_error *err)
 
 	if (w->state == W_OPEN && !w->adopted) {
 		int yes = 0;
-		if ((rc = store_tail(w, err)) != 0 || w->adopted)
-			goto commit;
-		if ((rc = completed_under(w, &yes, err)) != 0 || !yes)
+		if ((rc = store_tail(w, err)) != 0)
 			return rc;
-		if ((rc = fold_completed(w, err)) != 0)
+		/* Still its own upload (not readopted): it stays open,
+		 * unless a reader completed it meanwhile. */
+		if (!w->adopted &&
+		    ((rc = completed_under(w, &yes, err)) != 0 || !yes ||
+		     (rc = fold_completed(w, err)) != 0))
 			return rc;
 	}
-commit:
-	if (rc)
-		return rc;
 	rc = commit_once(w, err);
 
 	if (rc == LUP_EPATH_NOT_FOUND && w->state == W_OPEN &&
