@@ -384,42 +384,6 @@ os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
 		ok(d2:delete("/v"))
 	end)
 
-	it("resumes after a writer died while continuing a completed object", function()
-		-- the dead writer's upload (a server-side copy of the object, then
-		-- its own parts) stays open beside the object it continued
-		local prefix = s3env.prefix("deadadopt")
-		local d = driver(prefix, { part_size = 5 * MiB })
-		local a = util.random_bytes(6 * MiB)
-		local w = ok(d:writer("/z/data", false))
-		ok(w:write(a))
-		ok(w:commit())
-		ok(w:close())
-		assert.is_true(ok(d:get_content("/z/data")) == a) -- completes it
-		local out, status = child(prefix, [[
-local d = driver { part_size = 5 * 1024 * 1024 }
-local w = assert(d:writer("/z/data", true))
-assert(w:write(string.rep("b", 5 * 1024 * 1024 + 10)))
-print("size", w:size())
-io.stdout:flush()
-os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
-]])
-		assert.equal(#a + 5 * MiB + 10, tonumber(out:match("size%s+(%d+)")), out)
-		-- a fresh driver continues: from every byte where the server lists
-		-- the copied part's ETag (RGW), from the object where it does not
-		-- (Swift); either way the content is what was written up to there
-		local d2 = driver(prefix, { part_size = 5 * MiB })
-		w = ok(d2:writer("/z/data", true))
-		local have = w:size()
-		assert.is_true(have == #a or have == #a + 5 * MiB, "size " .. have)
-		ok(w:write("c"))
-		ok(w:commit())
-		ok(w:close())
-		local want = have == #a and a .. "c" or a .. string.rep("b", 5 * MiB) .. "c"
-		assert.is_true(ok(d2:get_content("/z/data")) == want, "content differs")
-		-- no upload is left open beside the object
-		ok(d2:delete("/z"))
-	end)
-
 	it("follows every listing across pages: objects, unfinished uploads, parts", function()
 		-- list_page = 3 makes a page of 3 entries (S3 allows up to 1,000)
 		local prefix = s3env.prefix("pages")

@@ -931,22 +931,21 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 		s3_parts_free(&all);
 		return rc;
 	}
-	/* An upload next to an object at the key continued that object
-	 * (adopt_object) and its writer died before completing it: the
-	 * object is stale, so this writer completes on commit and close.
-	 * On Swift, whose ListParts gives parts made by UploadPartCopy no
-	 * ETag, it cannot be completed at all: it is aborted and the
-	 * object continued again (what the dead writer sent after it is
-	 * lost; the store resumes from the object's size). */
-	if ((rc = head_key(w, path, &obj, err)) != 0) {
-		s3_parts_free(&all);
-		return rc;
-	}
-	if (obj >= 0) {
+	/* Swift's ListParts gives a part made by UploadPartCopy no ETag
+	 * (the tail part's was recomputed above), and such an upload cannot
+	 * be completed.  It is one that continued the object at the key
+	 * (adopt_object) whose writer died before completing it: abort it
+	 * and continue the object again (what the dead writer sent after
+	 * the object is lost; the store resumes from the object's size). */
+	{
 		int blind = 0;
 		for (size_t i = 0; i < all.count; i++)
 			blind |= all.items[i].etag[0] == '\0';
-		if (blind) {
+		if (blind && (rc = head_key(w, path, &obj, err)) != 0) {
+			s3_parts_free(&all);
+			return rc;
+		}
+		if (blind && obj >= 0) {
 			s3_parts_free(&all);
 			if ((rc = s3_abort(d, w->key, w->id, err)) != 0)
 				return rc;
@@ -955,7 +954,6 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 			w->buf.len = 0;
 			goto adopt;
 		}
-		w->adopted = 1;
 	}
 	/* Parts come sorted by number; they must be 1..n without holes. */
 	for (size_t i = 0; i < all.count; i++) {
