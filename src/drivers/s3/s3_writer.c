@@ -727,20 +727,20 @@ static int w_close(lup_writer *lw, lup_error *err)
 	s3_writer *w = (s3_writer *)lw;
 	int rc = 0;
 
-	if (w->state == W_OPEN && w->adopted) {
-		/* A writer that continues an object completes on close too:
-		 * an open upload next to a stale object would be read as the
-		 * object, and Swift could not complete it in another process
-		 * (its ListParts gives copied parts no ETag). */
-		rc = w_commit(lw, err);
-	} else if (w->state == W_OPEN) {
-		int yes = 0, adopted = w->adopted;
+	if (w->state == W_OPEN && !w->adopted) {
+		int yes = 0;
 		rc = store_tail(w, err);
-		if (rc == 0 && !adopted && !w->adopted &&
-		    (rc = completed_under(w, &yes, err)) == 0 && yes &&
-		    (rc = fold_completed(w, err)) == 0)
-			rc = complete(w, err);
+		if (rc == 0 && !w->adopted &&
+		    (rc = completed_under(w, &yes, err)) == 0 && yes)
+			rc = fold_completed(w, err);
 	}
+	/* A writer that continues an object (from the start, or since its
+	 * upload was completed under it) completes on close too: an open
+	 * upload beside the stale object would be read as the object, and
+	 * Swift could not complete it in another process (its ListParts
+	 * gives copied parts no ETag). */
+	if (rc == 0 && w->state == W_OPEN && w->adopted)
+		rc = w_commit(lw, err);
 	/* Parts sent past a failure would count on the next resume: cut
 	 * them off by completing with the kept parts only (the next writer
 	 * continues from the object). */
