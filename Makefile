@@ -32,14 +32,14 @@ LUA_SRC  = $(wildcard src/lua/*.c)
 LIB_OBJ  = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_OBJ  = $(LUA_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUAJIT_OBJ = $(LUA_SRC:src/%.c=$(BUILD)/luajit/obj/%.o)
-HDRS     = $(wildcard include/*.h include/layerup/*.h include/layerup/*/*.h src/*/*.h)
+HDRS     = $(wildcard include/*.h include/layerup/*.h include/layerup/*/*.h src/*/*.h src/*/*/*.h)
 
 CTEST_SRC = $(wildcard spec/c/test_*.c)
 CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)
 EXAMPLE_C = $(wildcard examples/*.c)
 EXAMPLE_BIN = $(EXAMPLE_C:examples/%.c=$(BUILD)/examples/%)
 
-.PHONY: all lib deps run test test-s3-swift check bench clean ctest fuzz docs torture \
+.PHONY: all lib deps run test test-s3-swift test-s3-osd check bench clean ctest fuzz docs torture \
 	install install-lib install-lua install-docs uninstall serve
 
 LIBS_OUT = $(BUILD)/liblayerup.a $(BUILD)/liblayerup.so $(BUILD)/layerup/core.so
@@ -108,7 +108,13 @@ S3_SUITES = spec/driver_spec.lua spec/upload_spec.lua spec/store_spec.lua \
 	    spec/integration/s3_faults_spec.lua
 test-s3-swift: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) LUA=$(LUA) LUP_S3_SERVER=swift ONLY="$(S3_SUITES)" spec/run
+	@BUILD=$(BUILD) LUA=$(LUA) LUP_S3_SERVER=swift LUP_S3_REQUIRE=1 ONLY="$(S3_SUITES)" spec/run
+
+# A Ceph RGW on three OSDs (size 3, min_size 2), one OSD killed by its pid
+# in the middle of an upload (about 30 s to start the cluster).
+test-s3-osd: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) LUA=$(LUA) S3_RGW_OSDS=3 LUP_S3_REQUIRE=1 ONLY="spec/integration/s3_osd_spec.lua" spec/run
 
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \

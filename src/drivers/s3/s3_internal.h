@@ -44,6 +44,10 @@ typedef struct s3_driver {
 	int page;          /* keys, uploads or parts per listing request */
 	int concurrency;   /* parts in flight per writer */
 	atomic_int no_cond_put; /* the server refused If-None-Match (501) */
+	/* Multipart uploads this driver completed for a reader
+	 * (s3_materialize): a writer that sees it change checks whether its
+	 * own upload was one of them. */
+	atomic_long materialized;
 	int64_t lock_ttl_s;
 	pthread_mutex_t mu; /* guards pool */
 	void *pool[S3_POOL];

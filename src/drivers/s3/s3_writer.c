@@ -55,6 +55,9 @@ typedef struct s3_writer {
 	int64_t parts_size;
 	lup_buf buf;    /* bytes not yet in a kept part */
 	int tail_stored; /* the tail object holds buf's current prefix */
+	int tail_num;    /* ... and part tail_num (ETag tail_etag) holds it */
+	char tail_etag[128];
+	long mat_seen;   /* d->materialized when last checked */
 	int readopted;  /* readopt ran once: never loop on a vanished upload */
 	int adopted;    /* continues a completed object at the key */
 	s3_job jobs[S3_MAX_JOBS]; /* parts in flight, oldest at head */
@@ -463,6 +466,8 @@ static int store_tail_once(s3_writer *w, lup_error *err)
 	    (rc = upload_part(w, num, w->buf.data, w->buf.len, etag, err)) != 0)
 		return rc;
 	w->tail_stored = 1;
+	w->tail_num = num;
+	snprintf(w->tail_etag, sizeof w->tail_etag, "%s", etag);
 	return 0;
 }
 
@@ -520,6 +525,58 @@ static int complete(s3_writer *w, lup_error *err)
 
 static int commit_once(s3_writer *w, lup_error *err);
 
+/* Whether this writer's open multipart upload was completed under it by a
+ * reader (s3_materialize) of this driver since the last check.  RGW then
+ * refuses further parts (NoSuchUpload: readopt), but Swift's s3api keeps a
+ * completed upload id usable, so that a retried CompleteMultipartUpload
+ * succeeds: the parts sent after the completion are accepted, listed, and
+ * missing from the object.  Only a HEAD of the key tells, and it is sent
+ * only when a completion happened in this driver. */
+static int completed_under(s3_writer *w, int *yes, lup_error *err)
+{
+	long now = atomic_load(&w->d->materialized);
+	s3_req r = {.method = "HEAD", .key = w->key, .head = 1};
+	s3_resp resp = {0};
+	int rc;
+
+	*yes = 0;
+	if (w->adopted || now == w->mat_seen)
+		return 0;
+	if ((rc = s3_do(w->d, &r, &resp, err)) != 0)
+		return rc;
+	if (resp.status == 200)
+		*yes = 1;
+	else if (resp.status != 404)
+		rc = s3_fail(&resp, "HEAD", NULL, err);
+	else
+		w->mat_seen = now;
+	s3_resp_free(&resp);
+	return rc;
+}
+
+/* After store_tail, on an upload completed under the writer: complete it
+ * again with every part, the tail included (Swift accepts that for the
+ * same upload id; RGW answers NoSuchUpload, and commit's readopt takes
+ * over), so that the object holds every byte written.  The writer goes
+ * on as one that continues an object. */
+static int fold_completed(s3_writer *w, lup_error *err)
+{
+	int rc;
+
+	if (w->buf.len) {
+		if (!w->tail_stored || w->tail_num != next_number(w))
+			return lup_error_set(err, LUP_EIO, NULL,
+					     "tail part out of step");
+		if ((rc = keep_part(w, w->tail_num, (int64_t)w->buf.len,
+				    w->tail_etag, err)) != 0)
+			return rc;
+		w->buf.len = 0;
+		w->tail_stored = 0;
+	}
+	w->adopted = 1;
+	return 0;
+}
+
 /* Commit makes what was written durable and readable, not final: the
  * multipart upload stays open with the short tail stored as its last part,
  * so that a resume here or in the registry appends to it instead of
@@ -530,11 +587,19 @@ static int commit_once(s3_writer *w, lup_error *err);
 static int w_commit(lup_writer *lw, lup_error *err)
 {
 	s3_writer *w = (s3_writer *)lw;
-	int rc;
+	int rc = 0;
 
-	if (w->state == W_OPEN && !w->adopted &&
-	    ((rc = store_tail(w, err)) != 0 || !w->adopted))
-		return rc;
+	if (w->state == W_OPEN && !w->adopted) {
+		int yes = 0;
+		if ((rc = store_tail(w, err)) != 0)
+			return rc;
+		/* Still its own upload (not readopted): it stays open,
+		 * unless a reader completed it meanwhile. */
+		if (!w->adopted &&
+		    ((rc = completed_under(w, &yes, err)) != 0 || !yes ||
+		     (rc = fold_completed(w, err)) != 0))
+			return rc;
+	}
 	rc = commit_once(w, err);
 
 	if (rc == LUP_EPATH_NOT_FOUND && w->state == W_OPEN &&
@@ -618,8 +683,20 @@ static int w_close(lup_writer *lw, lup_error *err)
 	s3_writer *w = (s3_writer *)lw;
 	int rc = 0;
 
-	if (w->state == W_OPEN)
+	if (w->state == W_OPEN && !w->adopted) {
+		int yes = 0;
 		rc = store_tail(w, err);
+		if (rc == 0 && !w->adopted &&
+		    (rc = completed_under(w, &yes, err)) == 0 && yes)
+			rc = fold_completed(w, err);
+	}
+	/* A writer that continues an object (from the start, or since its
+	 * upload was completed under it) completes on close too: an open
+	 * upload beside the stale object would be read as the object, and
+	 * Swift could not complete it in another process (its ListParts
+	 * gives copied parts no ETag). */
+	if (rc == 0 && w->state == W_OPEN && w->adopted)
+		rc = w_commit(lw, err);
 	/* Parts sent past a failure would count on the next resume: cut
 	 * them off by completing with the kept parts only (the next writer
 	 * continues from the object). */
@@ -649,9 +726,11 @@ static int get_object(s3_driver *d, const char *key, lup_buf *out,
 /* Swift's s3api lists a part made by UploadPartCopy with an empty ETag,
  * and then refuses that part in CompleteMultipartUpload.  A part's ETag is
  * the MD5 of its bytes: for the tail part, whose bytes are the tail
- * object, it can be computed. */
+ * object, it can be computed.  When tail is not NULL it gets the tail
+ * object's bytes that were read for it (empty when none were), so that a
+ * resume reads the tail once. */
 static int fill_tail_etag(s3_driver *d, const char *key, s3_parts *all,
-			  lup_error *err)
+			  lup_buf *tail, lup_error *err)
 {
 	s3_part *last;
 	lup_buf b = {0};
@@ -665,8 +744,14 @@ static int fill_tail_etag(s3_driver *d, const char *key, s3_parts *all,
 	if (!(tk = s3_tail_key(d, key)))
 		return oom(err);
 	rc = get_object(d, tk, &b, &st, err);
-	if (rc == 0 && st == 200 && (int64_t)b.len == last->size)
+	if (rc == 0 && st == 200 && (int64_t)b.len == last->size) {
 		md5_hex(b.data, b.len, last->etag);
+		if (tail) {
+			lup_buf_free(tail);
+			*tail = b;
+			b = (lup_buf){0};
+		}
+	}
 	lup_buf_free(&b);
 	free(tk);
 	return rc;
@@ -752,10 +837,30 @@ static int adopt_object(s3_writer *w, int64_t size, lup_error *err)
 	return 0;
 }
 
+/* HEAD the key: its size into *size, or -1 when there is no object. */
+static int head_key(s3_writer *w, const char *path, int64_t *size,
+		    lup_error *err)
+{
+	s3_req r = {.method = "HEAD", .key = w->key, .head = 1};
+	s3_resp resp = {0};
+	int rc;
+
+	*size = -1;
+	if ((rc = s3_do(w->d, &r, &resp, err)) != 0)
+		return rc;
+	if (resp.status == 200)
+		*size = resp.length > 0 ? resp.length : 0;
+	else if (resp.status != 404)
+		rc = s3_fail(&resp, "HEAD", path, err);
+	s3_resp_free(&resp);
+	return rc;
+}
+
 static int open_append(s3_writer *w, const char *path, lup_error *err)
 {
 	s3_driver *d = w->d;
 	s3_parts all = {0};
+	int64_t obj;
 	int rc;
 
 	if ((rc = s3_find_upload(d, w->key, &w->id, err)) != 0)
@@ -763,20 +868,13 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 	if (!w->id) {
 		/* No upload in progress: a completed object continues
 		 * through a new upload (the registry's own resume path). */
-		s3_req r = {.method = "HEAD", .key = w->key, .head = 1};
-		s3_resp resp = {0};
-		if ((rc = s3_do(d, &r, &resp, err)) != 0)
+	adopt:
+		if ((rc = head_key(w, path, &obj, err)) != 0)
 			return rc;
-		if (resp.status != 200) {
-			rc = resp.status == 404
-				     ? lup_error_set(err, LUP_EPATH_NOT_FOUND,
-						     path, "no such file")
-				     : s3_fail(&resp, "HEAD", path, err);
-			s3_resp_free(&resp);
-			return rc;
-		}
-		s3_resp_free(&resp);
-		return adopt_object(w, resp.length > 0 ? resp.length : 0, err);
+		if (obj < 0)
+			return lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
+					     "no such file");
+		return adopt_object(w, obj, err);
 	}
 	if ((rc = s3_list_parts(d, w->key, w->id, &all, err)) != 0) {
 		if (rc == LUP_EPATH_NOT_FOUND)
@@ -784,9 +882,34 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 				      "the multipart upload is gone");
 		return rc;
 	}
-	if ((rc = fill_tail_etag(d, w->key, &all, err)) != 0) {
+	w->buf.len = 0;
+	if ((rc = fill_tail_etag(d, w->key, &all, &w->buf, err)) != 0) {
 		s3_parts_free(&all);
 		return rc;
+	}
+	/* Swift's ListParts gives a part made by UploadPartCopy no ETag
+	 * (the tail part's was recomputed above), and such an upload cannot
+	 * be completed.  It is one that continued the object at the key
+	 * (adopt_object) whose writer died before completing it: abort it
+	 * and continue the object again (what the dead writer sent after
+	 * the object is lost; the store resumes from the object's size). */
+	{
+		int blind = 0;
+		for (size_t i = 0; i < all.count; i++)
+			blind |= all.items[i].etag[0] == '\0';
+		if (blind && (rc = head_key(w, path, &obj, err)) != 0) {
+			s3_parts_free(&all);
+			return rc;
+		}
+		if (blind && obj >= 0) {
+			s3_parts_free(&all);
+			if ((rc = s3_abort(d, w->key, w->id, err)) != 0)
+				return rc;
+			free(w->id);
+			w->id = NULL;
+			w->buf.len = 0;
+			goto adopt;
+		}
 	}
 	/* Parts come sorted by number; they must be 1..n without holes. */
 	for (size_t i = 0; i < all.count; i++) {
@@ -816,15 +939,19 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 	if (keep < all.count) {
 		const s3_part *last = &all.items[keep];
 		char md5[33];
-		long st = 0;
-		w->buf.len = 0;
-		rc = get_object(d, w->tail_key, &w->buf, &st, err);
+		long st = 200;
+		rc = 0;
+		if (w->buf.len == 0) /* not read yet by fill_tail_etag */
+			rc = get_object(d, w->tail_key, &w->buf, &st, err);
 		if (rc == 0 && st == 200 && (int64_t)w->buf.len == last->size) {
 			md5_hex(w->buf.data, w->buf.len, md5);
 			if (strcmp(md5, last->etag) == 0) {
 				/* The part stays until a bigger one replaces
 				 * it: the tail is durable meanwhile. */
 				w->tail_stored = 1;
+				w->tail_num = last->number;
+				snprintf(w->tail_etag, sizeof w->tail_etag,
+					 "%s", last->etag);
 				s3_parts_free(&all);
 				return 0;
 			}
@@ -869,7 +996,7 @@ int s3_materialize(s3_driver *d, const char *key, const char *id,
 	w.key = (char *)key;
 	w.id = (char *)id;
 	if ((rc = s3_list_parts(d, key, id, &all, err)) != 0 ||
-	    (rc = fill_tail_etag(d, key, &all, err)) != 0) {
+	    (rc = fill_tail_etag(d, key, &all, NULL, err)) != 0) {
 		s3_parts_free(&all);
 		return rc;
 	}
@@ -890,6 +1017,7 @@ int s3_materialize(s3_driver *d, const char *key, const char *id,
 	s3_parts_free(&all);
 	if (rc == 0) {
 		char *tk = s3_tail_key(d, key);
+		atomic_fetch_add(&d->materialized, 1);
 		if (tk)
 			s3_delete(d, tk, NULL);
 		free(tk);
@@ -944,6 +1072,8 @@ int s3_writer_open(s3_driver *d, const char *path, int append,
 		w_free(w);
 		return rc;
 	}
+	/* Completions from here on may concern this upload. */
+	w->mat_seen = atomic_load(&d->materialized);
 	*out = &w->base;
 	return 0;
 }
