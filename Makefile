@@ -32,7 +32,7 @@ LUA_SRC  = $(wildcard src/lua/*.c)
 LIB_OBJ  = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUA_OBJ  = $(LUA_SRC:src/%.c=$(BUILD)/obj/%.o)
 LUAJIT_OBJ = $(LUA_SRC:src/%.c=$(BUILD)/luajit/obj/%.o)
-HDRS     = $(wildcard include/*.h include/layerup/*.h include/layerup/*/*.h src/*/*.h)
+HDRS     = $(wildcard include/*.h include/layerup/*.h include/layerup/*/*.h src/*/*.h src/*/*/*.h)
 
 CTEST_SRC = $(wildcard spec/c/test_*.c)
 CTEST_BIN = $(CTEST_SRC:spec/c/%.c=$(BUILD)/tests/%)

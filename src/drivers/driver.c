@@ -263,6 +263,23 @@ static int wrap_cancel(lup_writer *lw, lup_error *err)
 	return rc < 0 ? err_fail(w->d, rc, NULL, err) : 0;
 }
 
+static int wrap_publish(lup_writer *lw, const char *dst,
+			const char *sha256_hex, lup_error *err)
+{
+	wrap_writer *w = (wrap_writer *)lw;
+	lup_error tmp;
+	int rc;
+
+	err = err_prep(err, &tmp);
+	if (w->inner->version < 2 || !w->inner->publish)
+		return lup_error_set(err, LUP_EUNSUPPORTED, dst,
+				     "writer cannot publish");
+	if ((rc = check_path(w->d, dst, 0, err)))
+		return rc;
+	rc = w->inner->publish(w->inner, dst, sha256_hex, err);
+	return rc < 0 ? err_fail(w->d, rc, dst, err) : rc > 0;
+}
+
 static int wrap_writer_close(lup_writer *lw, lup_error *err)
 {
 	wrap_writer *w = (wrap_writer *)lw;
@@ -386,7 +403,8 @@ int lup_driver_writer(lup_driver *d, const char *path, int append,
 		return err_fail(d, LUP_EIO, path, err);
 	}
 	rc = d->writer(d, path, append, &inner, err);
-	if (rc >= 0 && (!inner || inner->version != LUP_DRIVER_VERSION)) {
+	if (rc >= 0 && (!inner || inner->version < 1 ||
+			inner->version > LUP_WRITER_VERSION)) {
 		if (inner)
 			inner->close(inner, NULL);
 		lup_error_set(err, LUP_EUNSUPPORTED, path,
@@ -403,6 +421,7 @@ int lup_driver_writer(lup_driver *d, const char *path, int append,
 	w->base.commit = wrap_commit;
 	w->base.cancel = wrap_cancel;
 	w->base.close = wrap_writer_close;
+	w->base.publish = wrap_publish;
 	w->inner = inner;
 	w->d = d;
 	lup_driver_retain(d);

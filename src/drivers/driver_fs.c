@@ -595,6 +595,7 @@ static int fs_writer_open(lup_driver *d, const char *path, int append,
 	w->base.commit = fs_commit;
 	w->base.cancel = fs_cancel;
 	w->base.close = fs_writer_close;
+	w->base.publish = NULL; /* fs: commit + rename is as cheap */
 	w->fd = fd;
 	w->dirfd = dfd;
 	w->fsync = fs->fsync;

@@ -526,6 +526,7 @@ static int mem_writer_open(lup_driver *d, const char *path, int append,
 	w->base.commit = mem_commit;
 	w->base.cancel = mem_cancel;
 	w->base.close = mem_writer_close;
+	w->base.publish = NULL;
 	*out = &w->base;
 	return 0;
 }

@@ -258,6 +258,59 @@ static int place_blob(lup_upload *u, const lup_digest *canon, const char *blob,
 	return 0;
 }
 
+/* The short way, for a writer that can publish (layerup/sys/driver.h): the
+ * digest matches the running hash, so the data is never needed; the proof
+ * is saved first, then the writer stores its bytes straight at the blob
+ * unless the blob exists (the S3 driver: one PutObject for an upload whose
+ * bytes are all still in its writer, instead of completing a multipart
+ * upload, copying it and deleting it).  Until the blob is there, the
+ * upload is as it was at its last close; from then on the proof names the
+ * blob, so a resume anywhere finds the upload moved (hashstate.c).
+ * *placed = 0 when the writer declined (nothing done but the proof): the
+ * long way follows. */
+static int can_publish(const lup_upload *u, const lup_digest *want)
+{
+	lup_digest canon;
+
+	if (u->moved || !u->w || u->w->version < 2 || !u->w->publish ||
+	    u->size == 0 || want->alg != LUP_SHA256 || !u->hash_ok ||
+	    u->store->rehash_on_finish)
+		return 0;
+	/* A mismatch takes the long way (a re-hash decides, or fails). */
+	lup_digest_from_hash(&u->hash, &canon);
+	return strcmp(canon.hex, want->hex) == 0;
+}
+
+static int publish_blob(lup_upload *u, const char *blob, int *dedup,
+			int *placed, lup_error *err)
+{
+	lup_digest canon;
+	int rc;
+
+	*placed = 0;
+	lup_digest_from_hash(&u->hash, &canon);
+	if ((rc = save_proof(u, err)) != 0)
+		return rc == LUP_EINVALID_PATH ? 0 : rc;
+	rc = u->w->publish(u->w, blob, canon.hex, err);
+	if (rc == LUP_EUNSUPPORTED)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		lup_field f[] = { lup_fs("digest", canon.str), lup_fi("size", u->size) };
+
+		*dedup = 1;
+		lup_store_log(u->store, "blob.dedup", f, 2);
+	}
+	u->w->close(u->w, NULL); /* stores nothing after a publish */
+	u->w = NULL;
+	lup_hashpipe_free(&u->pipe);
+	u->moved = 1;
+	snprintf(u->blob, sizeof(u->blob), "%s", blob);
+	*placed = 1;
+	return 0;
+}
+
 int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 		      lup_blob_info *out, lup_error *err)
 {
@@ -267,7 +320,7 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 	char blob[LUP_PATH_BUF];
 	double t0 = lup_monotonic_ms();
 	int64_t reread0 = u->reread;
-	int rc, dedup = 0;
+	int rc, dedup = 0, published = 0, chosen = 0;
 
 	if (u->state != U_OPEN)
 		return lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, NULL,
@@ -283,7 +336,17 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 		goto fail;
 	}
 	detect_moved(u);
-	if (u->moved) {
+	if (can_publish(u, &want)) {
+		lup_digest_from_hash(&u->hash, &canon);
+		lup_path_blob_data(blob, &canon);
+		if ((rc = choose_links(u, &canon, &want, &links, err)) != 0 ||
+		    (rc = publish_blob(u, blob, &dedup, &published, err)) != 0)
+			goto fail;
+		chosen = 1;
+	}
+	if (published) {
+		/* canon is the digest asked for: can_publish checked it */
+	} else if (u->moved) {
 		if ((rc = verify_moved(u, &want, &canon, err)) != 0)
 			goto fail;
 	} else {
@@ -296,7 +359,7 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 			goto fail;
 	}
 	lup_path_blob_data(blob, &canon);
-	if ((rc = choose_links(u, &canon, &want, &links, err)) != 0)
+	if (!chosen && (rc = choose_links(u, &canon, &want, &links, err)) != 0)
 		goto fail;
 	/* Move the verified data into content-addressed storage unless the
 	 * blob is already there. */
