@@ -95,7 +95,7 @@ int lup_driver_init(lup_driver *d, unsigned version, lup_error *err)
 {
 	if (!d)
 		return lup_error_set(err, LUP_EIO, NULL, "driver: NULL driver");
-	if (version != LUP_DRIVER_VERSION)
+	if (version < 1 || version > LUP_DRIVER_VERSION)
 		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
 				     "%s: unsupported driver version %u",
 				     drv_name(d), version);
@@ -362,7 +362,8 @@ int lup_driver_reader(lup_driver *d, const char *path, int64_t offset,
 		return err_fail(d, LUP_EIO, path, err);
 	}
 	rc = d->reader(d, path, offset, &inner, err);
-	if (rc >= 0 && (!inner || inner->version != LUP_DRIVER_VERSION)) {
+	if (rc >= 0 && (!inner || inner->version < 1 ||
+			inner->version > LUP_READER_VERSION)) {
 		if (inner)
 			inner->close(inner);
 		lup_error_set(err, LUP_EUNSUPPORTED, path,
@@ -402,6 +403,8 @@ int lup_driver_writer(lup_driver *d, const char *path, int append,
 		lup_error_set(err, LUP_EIO, path, "out of memory");
 		return err_fail(d, LUP_EIO, path, err);
 	}
+	if (append != 1 && (append != LUP_WRITE_NEW || d->version < 2))
+		append = 0; /* a version-1 driver knows 0 and 1 only */
 	rc = d->writer(d, path, append, &inner, err);
 	if (rc >= 0 && (!inner || inner->version < 1 ||
 			inner->version > LUP_WRITER_VERSION)) {

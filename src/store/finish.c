@@ -12,8 +12,15 @@
  * "moved": its finish verifies the digest given against the blob, writes
  * the links and removes the upload.  Before the move, a failure leaves the
  * upload as it was.
+ *
+ * The short way (publish_blob), for writers that can publish: no commit,
+ * no move; the writer stores its bytes at the blob itself.  The proof is
+ * saved with it, and a resume finds the upload moved by that proof even
+ * though its data never got the bytes (hashstate.c); before the blob is
+ * there, the upload is as it was at its last close.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,8 +205,9 @@ static int verify_moved(lup_upload *u, const lup_digest *want,
 }
 
 /* Save the (verified) hash state at the full size unless it is there:
- * the proof of the blob's name while the data is in blobs/ without links. */
-static int save_proof(lup_upload *u, lup_error *err)
+ * the proof of the blob's name while the data is in blobs/ without links.
+ * once: a single attempt, no policy hook (from a helper thread). */
+static int save_proof_ext(lup_upload *u, int once, lup_error *err)
 {
 	unsigned char buf[LUP_HASH_MAX_STATE];
 	char path[LUP_PATH_BUF];
@@ -211,10 +219,31 @@ static int save_proof(lup_upload *u, lup_error *err)
 	if (n < 0)
 		return lup_error_set(err, LUP_EIO, NULL, "cannot export hash state");
 	lup_path_hashstate(path, u->repo, u->uuid, u->size);
-	if ((rc = lup_s_put(u->store, path, buf, (size_t)n, err)) != 0)
+	rc = once ? lup_s_put_once(u->store, path, buf, (size_t)n, err)
+		  : lup_s_put(u->store, path, buf, (size_t)n, err);
+	if (rc != 0)
 		return rc;
 	u->saved = u->size;
 	return 0;
+}
+
+static int save_proof(lup_upload *u, lup_error *err)
+{
+	return save_proof_ext(u, 0, err);
+}
+
+typedef struct {
+	lup_upload *u;
+	int rc;
+	lup_error err;
+} proof_job;
+
+static void *proof_main(void *arg)
+{
+	proof_job *j = arg;
+
+	j->rc = save_proof_ext(j->u, 1, &j->err);
+	return NULL;
 }
 
 /* Put the verified data at blob: nothing to do when the blob exists
@@ -285,13 +314,35 @@ static int publish_blob(lup_upload *u, const char *blob, int *dedup,
 			int *placed, lup_error *err)
 {
 	lup_digest canon;
+	proof_job pj;
+	pthread_t th;
 	int rc;
 
 	*placed = 0;
 	lup_digest_from_hash(&u->hash, &canon);
-	if ((rc = save_proof(u, err)) != 0)
-		return rc == LUP_EINVALID_PATH ? 0 : rc;
-	rc = u->w->publish(u->w, blob, canon.hex, err);
+	lup_error_clear(&pj.err);
+	pj.u = u;
+	pj.rc = 0;
+	/* The proof matters only once the blob is there, and the blob
+	 * without it is an upload as of its last close (the client sends the
+	 * bytes again and finds the blob): both go at once where threads are
+	 * allowed (the proof on a helper thread, a single attempt with no
+	 * hook), one after the other otherwise. */
+	if (u->saved != u->size && u->store->hash_thread &&
+	    pthread_create(&th, NULL, proof_main, &pj) == 0) {
+		rc = u->w->publish(u->w, blob, canon.hex, err);
+		pthread_join(th, NULL);
+		if (rc >= 0 && pj.rc != 0) {
+			lup_field f[] = { lup_fs("code", lup_error_name(pj.rc)),
+					  lup_fs("message", pj.err.message) };
+
+			lup_upload_log(u, "upload.proof_failed", f, 2);
+		}
+	} else {
+		if ((rc = save_proof(u, err)) != 0)
+			return rc == LUP_EINVALID_PATH ? 0 : rc;
+		rc = u->w->publish(u->w, blob, canon.hex, err);
+	}
 	if (rc == LUP_EUNSUPPORTED)
 		return 0;
 	if (rc < 0)

@@ -200,7 +200,7 @@ int lup_upload_start_ext(lup_upload **out, lup_store *s, const char *repo,
 	lup_path_upload_file(path, repo, uuid, "startedat");
 	if ((rc = lup_s_put(s, path, startedat, 20, err)) != 0 ||
 	    (rc = lup_s_lock(s, u->dir, &u->lock, err)) != 0 ||
-	    (rc = lup_s_writer(s, u->data, 0, &u->w, err)) != 0)
+	    (rc = lup_s_writer(s, u->data, LUP_WRITE_NEW, &u->w, err)) != 0)
 		goto fail;
 	u->chain = 1;
 	u->hash_ok = 1;

@@ -41,10 +41,11 @@
 extern "C" {
 #endif
 
-/* Versions of the three vtables (each struct has its own).  Writer
- * version 2 adds publish; writers of version 1 keep working (the wrappers
- * treat their publish as absent). */
-#define LUP_DRIVER_VERSION 1
+/* Versions of the three vtables (each struct has its own).  Driver
+ * version 2: writer() may be asked for LUP_WRITE_NEW; writer version 2
+ * adds publish.  Drivers and writers of version 1 keep working: the
+ * wrappers ask them for append = 0 instead and treat publish as absent. */
+#define LUP_DRIVER_VERSION 2
 #define LUP_READER_VERSION 1
 #define LUP_WRITER_VERSION 2
 
@@ -73,6 +74,9 @@ LUP_API int lup_strlist_push(lup_strlist *l, const char *s);
 LUP_API void lup_strlist_sort(lup_strlist *l);
 /* Free every string and the array; the list becomes empty. */
 LUP_API void lup_strlist_free(lup_strlist *l);
+
+/* writer()'s append argument for a path known to be new (see above). */
+#define LUP_WRITE_NEW 2
 
 /* What stat reports.  Directories are implicit: a path that is a prefix of
  * some file is a directory of size 0. */
@@ -148,7 +152,9 @@ struct lup_driver {
 	int (*reader)(lup_driver *d, const char *path, int64_t offset,
 		      lup_reader **out, lup_error *err);
 	/* Open a writer.  append=0 truncates or creates; append=1 continues
-	 * the existing content (size() reports it before any write). */
+	 * the existing content (size() reports it before any write);
+	 * LUP_WRITE_NEW (version 2) creates a path the caller knows to be new
+	 * (a fresh random name): nothing old there needs clearing. */
 	int (*writer)(lup_driver *d, const char *path, int append,
 		      lup_writer **out, lup_error *err);
 	int (*stat)(lup_driver *d, const char *path, lup_stat *out,

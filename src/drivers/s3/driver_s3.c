@@ -728,7 +728,7 @@ static int s3_open_reader(lup_driver *drv, const char *path, int64_t offset,
 		s3_reader_close(&r->base);
 		return rc;
 	}
-	r->base.version = LUP_DRIVER_VERSION;
+	r->base.version = LUP_READER_VERSION;
 	r->base.read = s3_read;
 	r->base.close = s3_reader_close;
 	r->d = d;
@@ -908,7 +908,7 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 	rm_aborts ab;
 	lup_strlist gone = {0};
 	s3_bg bg[3];
-	int rc = 0, found = 0;
+	int rc = 0, found = 0, own_ups = 0;
 
 	memset(&m, 0, sizeof m);
 	memset(&ab, 0, sizeof ab);
@@ -922,13 +922,25 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 	}
 	s3_bg_start(&bg[0], scan_below, &m);
 	s3_bg_start(&bg[1], scan_uploads, &m);
-	s3_bg_start(&bg[2], scan_tails, &m);
-	scan_head(&m);
-	for (int i = 0; i < 3; i++)
+	scan_tails(&m);
+	for (int i = 0; i < 2; i++)
 		s3_bg_join(&bg[i]);
-	for (int i = 0; i < 4 && !rc; i++)
+	for (int i = 1; i < 4 && !rc; i++)
 		if (m.rc[i])
 			rc = lup_error_copy(err, &m.err[i]);
+	if (rc)
+		goto out;
+	/* A directory: the object itself, if any, goes in the batch
+	 * unasked (deleting a missing key is no error).  Else only a HEAD
+	 * tells whether the path exists. */
+	for (size_t i = 0; i + 2 < m.ups.count; i += 3)
+		if (strcmp(m.ups.items[i], m.key) == 0 ||
+		    strncmp(m.ups.items[i], m.dp, strlen(m.dp)) == 0)
+			own_ups = 1; /* not a sibling's sharing the prefix */
+	if (m.below.keys.count > 0 || own_ups)
+		m.head_status = 200;
+	else if ((scan_head(&m), m.rc[0]))
+		rc = lup_error_copy(err, &m.err[0]);
 	if (rc)
 		goto out;
 	/* One list of keys to delete: the object, everything below it, and
@@ -936,7 +948,7 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 	 * matches siblings sharing it: not those). */
 	if (m.head_status == 200 && lup_strlist_push(&gone, m.key))
 		rc = oom(err);
-	found = m.head_status == 200 || m.below.keys.count > 0;
+	found = m.head_status == 200;
 	for (size_t i = 0; rc == 0 && i < m.below.keys.count; i++)
 		if (lup_strlist_push(&gone, m.below.keys.items[i]))
 			rc = oom(err);

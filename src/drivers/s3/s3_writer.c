@@ -1086,7 +1086,9 @@ int s3_writer_open(s3_driver *d, const char *path, int append,
 	w->base.cancel = w_cancel;
 	w->base.close = w_close;
 	w->base.publish = w_publish;
-	if (append)
+	if (append == LUP_WRITE_NEW)
+		rc = create_upload(w, err); /* nothing old to clear */
+	else if (append)
 		rc = open_append(w, path, err);
 	else
 		rc = open_truncate(w, err);
