@@ -4,8 +4,11 @@
  *
  * Restore prefers the state at exactly the data size (nothing is read);
  * otherwise a lower state continued over the gap; states above the size are
- * stale and removed; corrupt ones are skipped and logged.  Save writes the
- * state at the size and drops all others.
+ * stale and removed, except one naming an existing blob of exactly its
+ * size (the proof of a finish that published the blob from its writer and
+ * stopped before removing the upload: the upload is "moved"); corrupt ones
+ * are skipped and logged.  Save writes the state at the size and drops all
+ * others.
  *
  * Never persist a state that does not match the data.  A lower state is
  * only as good as the evidence the data gives for it: its pending bytes
