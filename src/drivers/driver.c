@@ -424,7 +424,9 @@ int lup_driver_writer(lup_driver *d, const char *path, int append,
 	w->base.commit = wrap_commit;
 	w->base.cancel = wrap_cancel;
 	w->base.close = wrap_writer_close;
-	w->base.publish = wrap_publish;
+	/* NULL tells the store not to try (a version-1 writer has none). */
+	w->base.publish = inner->version >= 2 && inner->publish ? wrap_publish
+								: NULL;
 	w->inner = inner;
 	w->d = d;
 	lup_driver_retain(d);

@@ -287,16 +287,8 @@ static int place_blob(lup_upload *u, const lup_digest *canon, const char *blob,
 	return 0;
 }
 
-/* The short way, for a writer that can publish (layerup/sys/driver.h): the
- * digest matches the running hash, so the data is never needed; the proof
- * is saved first, then the writer stores its bytes straight at the blob
- * unless the blob exists (the S3 driver: one PutObject for an upload whose
- * bytes are all still in its writer, instead of completing a multipart
- * upload, copying it and deleting it).  Until the blob is there, the
- * upload is as it was at its last close; from then on the proof names the
- * blob, so a resume anywhere finds the upload moved (hashstate.c).
- * *placed = 0 when the writer declined (nothing done but the proof): the
- * long way follows. */
+/* The short way can be tried: a publishing writer, and a running hash that
+ * already gives the digest asked for. */
 static int can_publish(const lup_upload *u, const lup_digest *want)
 {
 	lup_digest canon;
@@ -310,6 +302,16 @@ static int can_publish(const lup_upload *u, const lup_digest *want)
 	return strcmp(canon.hex, want->hex) == 0;
 }
 
+/* The short way, for a writer that can publish (layerup/sys/driver.h): the
+ * digest matches the running hash, so the data is never needed; the proof
+ * is saved first, then the writer stores its bytes straight at the blob
+ * unless the blob exists (the S3 driver: one PutObject for an upload whose
+ * bytes are all still in its writer, instead of completing a multipart
+ * upload, copying it and deleting it).  Until the blob is there, the
+ * upload is as it was at its last close; from then on the proof names the
+ * blob, so a resume anywhere finds the upload moved (hashstate.c).
+ * *placed = 0 when the writer declined (nothing done but the proof): the
+ * long way follows. */
 static int publish_blob(lup_upload *u, const char *blob, int *dedup,
 			int *placed, lup_error *err)
 {

@@ -131,7 +131,9 @@ struct lup_writer {
 	 * nothing), and the writer's own path holds some prefix of the
 	 * content, possibly none, until the caller removes it.  It lets a
 	 * store whose blob is content-addressed write it once (the S3 driver:
-	 * one PutObject instead of a multipart upload, a copy and a delete). */
+	 * one PutObject instead of a multipart upload, a copy and a delete).
+	 * Writers from lup_driver_writer have it exactly when the driver's
+	 * writer has it. */
 	int (*publish)(lup_writer *w, const char *dst, const char *sha256_hex,
 		       lup_error *err);
 };
