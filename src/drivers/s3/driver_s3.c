@@ -822,8 +822,8 @@ static int delete_one(s3_driver *d, const char *key, lup_error *err)
 	return rc;
 }
 
-/* What remove must find before it deletes, each lookup on a thread of its
- * own: one round trip instead of four. */
+/* What remove must find before it deletes; the listings of objects and of
+ * unfinished uploads run at once. */
 typedef struct {
 	s3_driver *d;
 	const char *key, *dp, *tk;
@@ -907,7 +907,7 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 	rm_scan m;
 	rm_aborts ab;
 	lup_strlist gone = {0};
-	s3_bg bg[3];
+	s3_bg bg[1];
 	int rc = 0, found = 0, own_ups = 0;
 
 	memset(&m, 0, sizeof m);
@@ -921,22 +921,38 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 		goto out;
 	}
 	s3_bg_start(&bg[0], scan_below, &m);
-	s3_bg_start(&bg[1], scan_uploads, &m);
-	scan_tails(&m);
-	for (int i = 0; i < 2; i++)
-		s3_bg_join(&bg[i]);
-	for (int i = 1; i < 4 && !rc; i++)
+	scan_uploads(&m);
+	s3_bg_join(&bg[0]);
+	for (int i = 1; i < 3 && !rc; i++)
 		if (m.rc[i])
 			rc = lup_error_copy(err, &m.err[i]);
+	if (rc)
+		goto out;
+	/* Tails exist for keys with an unfinished upload (a writer stores
+	 * one while its upload is open, and completing or aborting the upload
+	 * deletes it): with uploads found, their tail keys go in the batch
+	 * unlisted (an upload's directory has one data key, so a tail a
+	 * crash left between a completion and its delete is among them: the
+	 * next upload on that key writes the same tail key).  Without any,
+	 * the tails are listed. */
+	for (size_t i = 0; rc == 0 && i + 2 < m.ups.count; i += 3) {
+		char *tk;
+		if (strcmp(m.ups.items[i], m.key) != 0 &&
+		    strncmp(m.ups.items[i], m.dp, strlen(m.dp)) != 0)
+			continue; /* a sibling's, sharing the prefix */
+		own_ups = 1;
+		if (!(tk = s3_tail_key(d, m.ups.items[i])) ||
+		    lup_strlist_push(&m.tails.keys, tk))
+			rc = oom(err);
+		free(tk);
+	}
+	if (rc == 0 && !own_ups && (scan_tails(&m), m.rc[3]))
+		rc = lup_error_copy(err, &m.err[3]);
 	if (rc)
 		goto out;
 	/* A directory: the object itself, if any, goes in the batch
 	 * unasked (deleting a missing key is no error).  Else only a HEAD
 	 * tells whether the path exists. */
-	for (size_t i = 0; i + 2 < m.ups.count; i += 3)
-		if (strcmp(m.ups.items[i], m.key) == 0 ||
-		    strncmp(m.ups.items[i], m.dp, strlen(m.dp)) == 0)
-			own_ups = 1; /* not a sibling's sharing the prefix */
 	if (m.below.keys.count > 0 || own_ups)
 		m.head_status = 200;
 	else if ((scan_head(&m), m.rc[0]))
