@@ -414,13 +414,21 @@ os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
 		end
 		local c = layerup.s3_counters(d)
 		local n = function(k) return (c.by_kind[k] or 0) - (before.by_kind[k] or 0) end
-		-- PutObject: startedat, lease, proof, blob, link; CreateMultipartUpload;
-		-- the upload's removal: 2 listings, DeleteObjects, the abort;
-		-- the lease's DELETE (31 before the publish op)
-		assert.equals(3 * 11, c.requests - before.requests)
-		assert.equals(3 * 7, n("PutObject") + n("CreateMultipartUpload") + n("AbortMultipartUpload"))
-		for _, k in ipairs { "CopyObject", "CompleteMultipartUpload", "UploadPart", "UploadPartCopy",
-			"ListParts", "GetObject", "HeadObject" } do
+		local none = { "CopyObject", "CompleteMultipartUpload", "UploadPart", "UploadPartCopy", "ListParts" }
+		if os.getenv("LUP_S3_SERVER") == "swift" then
+			-- no conditional writes (501): the lease is read back, and
+			-- the blob's absence is checked by a HEAD before its PUT
+			assert.is_true(c.requests - before.requests <= 3 * 16)
+		else
+			-- PutObject: startedat, lease, proof, blob, link;
+			-- CreateMultipartUpload; the upload's removal: 2 listings,
+			-- DeleteObjects, the abort; the lease's DELETE (31 before
+			-- the publish op)
+			assert.equals(3 * 11, c.requests - before.requests)
+			assert.equals(3 * 7, n("PutObject") + n("CreateMultipartUpload") + n("AbortMultipartUpload"))
+			none[#none + 1], none[#none + 2] = "GetObject", "HeadObject"
+		end
+		for _, k in ipairs(none) do
 			assert.equals(0, n(k), k)
 		end
 		for i = 1, 3 do
@@ -434,7 +442,7 @@ os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
 		ok(u:write(blob(1)))
 		local mark = layerup.s3_counters(d).requests
 		ok(u:finish(util.digest(blob(1))))
-		assert.is_true(layerup.s3_counters(d).requests - mark <= 8)
+		assert.is_true(layerup.s3_counters(d).requests - mark <= (os.getenv("LUP_S3_SERVER") == "swift" and 12 or 8))
 		assert.equals(util.digest(blob(1)), ok(d:get_content(
 			"/docker/registry/v2/repositories/lib/small2/_layers/sha256/" .. util.digest(blob(1)):sub(8) .. "/link")))
 		s:close()
