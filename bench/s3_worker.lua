@@ -3,13 +3,17 @@
 -- tools/s3-rgw prints).  Prints "metric value" lines on stdout.
 --
 --   s3_worker.lua stream  PREFIX FILE DIGEST          one upload, 8 MiB writes
+--   s3_worker.lua memory  PREFIX FILE SIZE            SIZE bytes: FILE's first
+--                         8 MiB written over and over (peak RSS)
 --   s3_worker.lua chunk   PREFIX FILE OFFSET LEN [UUID] one 64 MiB chunk: start
 --                         or resume UUID, write, close (prints uuid)
 --   s3_worker.lua finish  PREFIX UUID DIGEST
---   s3_worker.lua small   PREFIX N                    N 4 KiB blobs
+--   s3_worker.lua small   PREFIX N [FIRST]            N 4 KiB blobs (numbered
+--                         from FIRST, 1: distinct blobs across rounds)
 --
 -- Metrics: wall_s, finish_ms, cpu_s (user+system of this process),
--- sent, received, requests (the driver's counters), hwm_kib (VmHWM).
+-- sent, received, requests (the driver's counters), kinds (requests by S3
+-- operation), hwm_kib (VmHWM).
 local layerup = require "layerup"
 
 local WRITE = 8 * 1024 * 1024
@@ -60,6 +64,11 @@ local function report(d, t0, c0, extra)
 	local c = layerup.s3_counters(d)
 	io.write(("wall_s %.3f\ncpu_s %.2f\nsent %d\nreceived %d\nrequests %d\nhwm_kib %d\n"):format(
 		now() - t0, cpu_s() - c0, c.bytes_sent, c.bytes_received, c.requests, hwm()))
+	-- requests by S3 operation, one word: Kind=n,Kind=n
+	local kinds = {}
+	for k, v in pairs(c.by_kind) do kinds[#kinds + 1] = k .. "=" .. v end
+	table.sort(kinds)
+	io.write("kinds ", table.concat(kinds, ","), "\n")
 	for k, v in pairs(extra or {}) do io.write(k, " ", tostring(v), "\n") end
 end
 
@@ -80,6 +89,24 @@ if cmd == "stream" then
 	local tf = now()
 	check(up:finish(digest), nil, "finish")
 	report(d, t0, c0, { finish_ms = string.format("%.1f", (now() - tf) * 1000) })
+elseif cmd == "memory" then
+	-- Peak RSS of one upload of SIZE bytes that makes no garbage of its
+	-- own: the first 8 MiB of FILE written over and over, then finish
+	-- (the engine's memory, not Lua's uncollected read buffers).
+	local file, size = arg[3], tonumber(arg[4])
+	local f = check(io.open(file, "rb"), nil, file)
+	local block = check(f:read(WRITE), nil, "read")
+	f:close()
+	assert(#block == WRITE and size % WRITE == 0, "8 MiB blocks")
+	local h = layerup.hasher()
+	for _ = 1, size / WRITE do h:update(block) end
+	local digest = h:digest()
+	collectgarbage()
+	local t0, c0 = now(), cpu_s()
+	local up = check(store:start("bench/s3"), nil, "start")
+	for _ = 1, size / WRITE do check(up:write(block), nil, "write") end
+	check(up:finish(digest), nil, "finish")
+	report(d, t0, c0)
 elseif cmd == "chunk" then
 	local file, off, len, uuid = arg[3], tonumber(arg[4]), tonumber(arg[5]), arg[6]
 	local f = check(io.open(file, "rb"), nil, file)
@@ -108,9 +135,9 @@ elseif cmd == "finish" then
 	check(up:finish(digest), nil, "finish")
 	report(d, t0, c0, { finish_ms = string.format("%.1f", (now() - t0) * 1000), bytes_reread = up:bytes_reread() })
 elseif cmd == "small" then
-	local n = tonumber(arg[3])
+	local n, first = tonumber(arg[3]), tonumber(arg[4] or 1)
 	local t0, c0 = now(), cpu_s()
-	for i = 1, n do
+	for i = first, first + n - 1 do
 		local blob = ("%08d"):format(i) .. string.rep("s", 4096 - 8)
 		local h = layerup.hasher()
 		h:update(blob)

@@ -179,6 +179,59 @@ stores.each_driver(function(drv)
 			assert.is_nil(r)
 			assert.equals("BLOB_UPLOAD_UNKNOWN", err.code)
 		end)
+
+		-- A finish that stored the blob straight from its writer (the S3
+		-- writer's publish) and died before the upload was removed: the
+		-- data never got the bytes, the proof above its size names the
+		-- blob.  The state of `bytes`, as close writes it:
+		local function state_of(bytes)
+			local s = assert(env.store:start("scratch/state"))
+			assert(s:write(bytes))
+			assert(s:close())
+			local st = assert(env.d:get_content(updir("scratch/state", s.uuid,
+				"hashstates/sha256/" .. #bytes)))
+			assert(assert(env.store:resume("scratch/state", s.uuid)):cancel())
+			return st
+		end
+
+		local function published_then_died(repo, data, stored)
+			local u = assert(env.store:start(repo))
+			assert(u:close()) -- data exists, empty
+			assert(env.d:put_content(updir(repo, u.uuid, "hashstates/sha256/" .. #data), state_of(data)))
+			if stored then
+				assert(env.d:put_content(blob_path(digest(data)), stored))
+			end
+			return u.uuid
+		end
+
+		it("finds an upload moved by a proof above its data size whose blob exists", function()
+			local data = util.random_bytes(5000)
+			local uuid = published_then_died("r/p", data, data)
+			local r = assert(env.store:resume("r/p", uuid))
+			assert.equals(5000, r:size())
+			local ok, err = r:write("x")
+			assert.is_nil(ok)
+			assert.equals("BLOB_UPLOAD_INVALID", err.code)
+			ok, err = r:finish(wrong("sha256", 64))
+			assert.is_nil(ok)
+			assert.equals("DIGEST_INVALID", err.code)
+			local res = assert(r:finish(digest(data)))
+			assert.equals(5000, res.size)
+			assert.equals(digest(data), env.d:get_content(link_path("r/p", digest(data))))
+			assert.equals(data, env.d:get_content(blob_path(digest(data))))
+			assert.is_false(exists(env.d, updir("r/p", uuid)))
+		end)
+
+		it("drops a state above the data size whose blob is missing or of another size", function()
+			for _, stored in ipairs { false, "short" } do
+				local data = util.random_bytes(3000)
+				local uuid = published_then_died("r/q", data, stored)
+				local r = assert(env.store:resume("r/q", uuid))
+				assert.equals(0, r:size())
+				assert(r:write(data))
+				assert(r:finish(digest(data)))
+			end
+		end)
 	end)
 end)
 

@@ -128,6 +128,18 @@ stores.each_driver(function(drv)
 			it("without rehash_on_finish a forged exact state is believed (documented), and verify finds the blob", function()
 				local uuid, data, other = forged("hs/forged")
 				local u = assert(env.store:resume("hs/forged", uuid))
+				if drv.s3 then
+					-- The S3 writer stores a short upload straight at its
+					-- blob (publish) and checks the bytes' SHA-256 against
+					-- the digest first (the server checks it again): the
+					-- forged state is caught there.
+					local ok, err = u:finish(digest(other))
+					assert.is_nil(ok)
+					assert.equals("DIGEST_INVALID", err.code)
+					assert.is_nil(env.d:stat(blob_path(digest(other))))
+					assert.is_nil(env.d:stat(blob_path(digest(data))))
+					return
+				end
 				local res = assert(u:finish(digest(other)))
 				assert.equals(digest(other), res.digest)
 				assert.equals(0, u:bytes_reread())

@@ -68,6 +68,13 @@ LUP_API int lup_driver_s3(lup_driver **out, const lup_s3_options *opts,
 /* Read the counters of an S3 driver (0 if d is not one). */
 LUP_API int lup_driver_s3_counters(lup_driver *d, lup_s3_counters *out);
 
+/* Requests by kind (S3 operation), for cost accounting: kind runs from 0
+ * while lup_driver_s3_request_kind(kind) is not NULL. */
+LUP_API const char *lup_driver_s3_request_kind(int kind);
+/* Requests of that kind sent by d so far (0 if d is not an S3 driver or
+ * kind is out of range). */
+LUP_API int64_t lup_driver_s3_requests(lup_driver *d, int kind);
+
 #ifdef __cplusplus
 }
 #endif

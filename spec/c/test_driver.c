@@ -946,6 +946,97 @@ static int fake_get(lup_driver *d, const char *path, lup_buf *out,
 	}
 }
 
+/* Versions: a driver and a writer built against version 1 of the contract
+ * keep working; LUP_WRITE_NEW and publish reach version-2 ones only. */
+typedef struct {
+	lup_writer base;
+	int published;
+} fake_writer;
+
+typedef struct {
+	lup_driver base;
+	int last_append;
+	int writer_version;
+} vers_driver;
+
+static int fw_write(lup_writer *w, const void *p, size_t n, lup_error *e)
+{
+	(void)w, (void)p, (void)n, (void)e;
+	return 0;
+}
+static int64_t fw_size(lup_writer *w) { (void)w; return 0; }
+static int fw_commit(lup_writer *w, lup_error *e) { (void)w, (void)e; return 0; }
+static int fw_close(lup_writer *w, lup_error *e)
+{
+	(void)e;
+	free(w);
+	return 0;
+}
+static int fw_publish(lup_writer *w, const char *dst, const char *hex,
+		      lup_error *e)
+{
+	(void)dst, (void)hex, (void)e;
+	return ((fake_writer *)w)->published++ ? 1 : 0;
+}
+
+static int vers_writer(lup_driver *d, const char *path, int append,
+		       lup_writer **out, lup_error *err)
+{
+	vers_driver *v = (vers_driver *)d;
+	fake_writer *w = calloc(1, sizeof(*w));
+
+	(void)path, (void)err;
+	v->last_append = append;
+	w->base.version = (unsigned)v->writer_version;
+	w->base.write = fw_write;
+	w->base.size = fw_size;
+	w->base.commit = fw_commit;
+	w->base.cancel = fw_commit;
+	w->base.close = fw_close;
+	/* A version-1 writer has no such member: whatever lies there must
+	 * never be called. */
+	w->base.publish = v->writer_version >= 2
+				  ? fw_publish
+				  : (int (*)(lup_writer *, const char *,
+					     const char *, lup_error *))abort;
+	*out = &w->base;
+	return 0;
+}
+
+TEST(versions)
+{
+	vers_driver v;
+	lup_writer *w;
+	lup_error err;
+
+	for (unsigned ver = 1; ver <= 2; ver++) {
+		memset(&v, 0, sizeof(v));
+		v.base.name = "vers";
+		v.base.writer = vers_writer;
+		v.writer_version = (int)ver;
+		CHECK_EQ_INT(lup_driver_init(&v.base, ver, &err), 0);
+		CHECK_EQ_INT(lup_driver_writer(&v.base, "/a", LUP_WRITE_NEW, &w,
+					       &err), 0);
+		CHECK_EQ_INT(v.last_append, ver == 1 ? 0 : LUP_WRITE_NEW);
+		if (ver == 1) {
+			CHECK(w->version >= 2 && w->publish == NULL);
+		} else {
+			CHECK_EQ_INT(w->publish(w, "/b/../c", NULL, &err),
+				     LUP_EINVALID_PATH);
+			CHECK_EQ_INT(w->publish(w, "/b", NULL, &err), 0);
+			CHECK_EQ_INT(w->publish(w, "/b", NULL, &err), 1);
+		}
+		CHECK_EQ_INT(w->close(w, &err), 0);
+		CHECK_EQ_INT(lup_driver_writer(&v.base, "/a", 1, &w, &err), 0);
+		CHECK_EQ_INT(v.last_append, 1);
+		CHECK_EQ_INT(w->close(w, &err), 0);
+		CHECK_EQ_INT(lup_driver_writer(&v.base, "/a", 0, &w, &err), 0);
+		CHECK_EQ_INT(v.last_append, 0);
+		CHECK_EQ_INT(w->close(w, &err), 0);
+	}
+	CHECK_EQ_INT(lup_driver_init(&v.base, 3, &err), LUP_EUNSUPPORTED);
+}
+
 TEST(wrapper_mechanics)
 {
 	fake_driver f;
@@ -1675,6 +1766,7 @@ int main(void)
 	char tmpl[] = "/tmp/lup-test-driver-XXXXXX";
 
 	RUN(wrapper_mechanics);
+	RUN(versions);
 	RUN(refs_outlive_release);
 
 	if (lup_driver_memory(&D, &err) != 0) {

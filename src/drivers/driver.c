@@ -95,7 +95,7 @@ int lup_driver_init(lup_driver *d, unsigned version, lup_error *err)
 {
 	if (!d)
 		return lup_error_set(err, LUP_EIO, NULL, "driver: NULL driver");
-	if (version != LUP_DRIVER_VERSION)
+	if (version < 1 || version > LUP_DRIVER_VERSION)
 		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
 				     "%s: unsupported driver version %u",
 				     drv_name(d), version);
@@ -263,6 +263,23 @@ static int wrap_cancel(lup_writer *lw, lup_error *err)
 	return rc < 0 ? err_fail(w->d, rc, NULL, err) : 0;
 }
 
+static int wrap_publish(lup_writer *lw, const char *dst,
+			const char *sha256_hex, lup_error *err)
+{
+	wrap_writer *w = (wrap_writer *)lw;
+	lup_error tmp;
+	int rc;
+
+	err = err_prep(err, &tmp);
+	if (w->inner->version < 2 || !w->inner->publish)
+		return lup_error_set(err, LUP_EUNSUPPORTED, dst,
+				     "writer cannot publish");
+	if ((rc = check_path(w->d, dst, 0, err)))
+		return rc;
+	rc = w->inner->publish(w->inner, dst, sha256_hex, err);
+	return rc < 0 ? err_fail(w->d, rc, dst, err) : rc > 0;
+}
+
 static int wrap_writer_close(lup_writer *lw, lup_error *err)
 {
 	wrap_writer *w = (wrap_writer *)lw;
@@ -345,7 +362,8 @@ int lup_driver_reader(lup_driver *d, const char *path, int64_t offset,
 		return err_fail(d, LUP_EIO, path, err);
 	}
 	rc = d->reader(d, path, offset, &inner, err);
-	if (rc >= 0 && (!inner || inner->version != LUP_DRIVER_VERSION)) {
+	if (rc >= 0 && (!inner || inner->version < 1 ||
+			inner->version > LUP_READER_VERSION)) {
 		if (inner)
 			inner->close(inner);
 		lup_error_set(err, LUP_EUNSUPPORTED, path,
@@ -385,8 +403,11 @@ int lup_driver_writer(lup_driver *d, const char *path, int append,
 		lup_error_set(err, LUP_EIO, path, "out of memory");
 		return err_fail(d, LUP_EIO, path, err);
 	}
+	if (append != 1 && (append != LUP_WRITE_NEW || d->version < 2))
+		append = 0; /* a version-1 driver knows 0 and 1 only */
 	rc = d->writer(d, path, append, &inner, err);
-	if (rc >= 0 && (!inner || inner->version != LUP_DRIVER_VERSION)) {
+	if (rc >= 0 && (!inner || inner->version < 1 ||
+			inner->version > LUP_WRITER_VERSION)) {
 		if (inner)
 			inner->close(inner, NULL);
 		lup_error_set(err, LUP_EUNSUPPORTED, path,
@@ -403,6 +424,9 @@ int lup_driver_writer(lup_driver *d, const char *path, int append,
 	w->base.commit = wrap_commit;
 	w->base.cancel = wrap_cancel;
 	w->base.close = wrap_writer_close;
+	/* NULL tells the store not to try (a version-1 writer has none). */
+	w->base.publish = inner->version >= 2 && inner->publish ? wrap_publish
+								: NULL;
 	w->inner = inner;
 	w->d = d;
 	lup_driver_retain(d);

@@ -234,7 +234,7 @@ static int f_reader(lup_driver *d, const char *path, int64_t offset,
 		leave(fd, k);
 		return rc;
 	}
-	fr->base.version = LUP_DRIVER_VERSION;
+	fr->base.version = LUP_READER_VERSION;
 	fr->base.read = r_read;
 	fr->base.close = r_close;
 	fr->fd = fd;
@@ -345,7 +345,8 @@ static int f_writer(lup_driver *d, const char *path, int append,
 		return rc;
 	}
 	memcpy(fw->path, path, plen);
-	fw->base.version = LUP_DRIVER_VERSION;
+	fw->base.version = LUP_WRITER_VERSION;
+	fw->base.publish = NULL; /* faults are injected on the long way */
 	fw->base.write = w_write;
 	fw->base.size = w_size;
 	fw->base.commit = w_commit;
@@ -380,7 +381,7 @@ int lup_driver_fault(lup_driver **out, lup_driver *inner,
 		return lup_error_set(err, LUP_EIO, NULL, "fault: no driver");
 	if (!opts)
 		opts = &def;
-	if (opts->version != LUP_DRIVER_VERSION)
+	if (opts->version < 1 || opts->version > LUP_DRIVER_VERSION)
 		return lup_error_set(err, LUP_EUNSUPPORTED, NULL,
 				     "fault: unsupported options version %u",
 				     opts->version);

@@ -573,6 +573,9 @@ static int fs_writer_open(lup_driver *d, const char *path, int append,
 	struct stat st;
 	int dfd, fd, rc;
 
+	if (append == LUP_WRITE_NEW)
+		append = 0; /* new: the same as a truncation here */
+
 	if (!append)
 		flags |= O_TRUNC;
 	if ((dfd = fs_parent(fs, path, 1, &leaf, err)) < 0)
@@ -595,6 +598,7 @@ static int fs_writer_open(lup_driver *d, const char *path, int append,
 	w->base.commit = fs_commit;
 	w->base.cancel = fs_cancel;
 	w->base.close = fs_writer_close;
+	w->base.publish = NULL; /* fs: commit + rename is as cheap */
 	w->fd = fd;
 	w->dirfd = dfd;
 	w->fsync = fs->fsync;

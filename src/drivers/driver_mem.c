@@ -489,6 +489,9 @@ static int mem_writer_open(lup_driver *d, const char *path, int append,
 	mem_writer *w;
 	int rc;
 
+	if (append == LUP_WRITE_NEW)
+		append = 0; /* new: the same as a truncation here */
+
 	w = calloc(1, sizeof(*w) + plen + 1);
 	fresh = blob_new(NULL, 0);
 	if (!w || !fresh) {
@@ -526,6 +529,7 @@ static int mem_writer_open(lup_driver *d, const char *path, int append,
 	w->base.commit = mem_commit;
 	w->base.cancel = mem_cancel;
 	w->base.close = mem_writer_close;
+	w->base.publish = NULL;
 	*out = &w->base;
 	return 0;
 }

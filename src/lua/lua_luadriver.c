@@ -618,7 +618,7 @@ static int ld_reader_open(lup_driver *d, const char *path, int64_t offset,
 		ld_unref(ld, c.ref_out);
 		return lup_error_set(err, LUP_EIO, path, "out of memory");
 	}
-	r->base.version = LUP_DRIVER_VERSION;
+	r->base.version = LUP_READER_VERSION;
 	r->base.read = ld_read;
 	r->base.close = ld_reader_close;
 	r->ld = ld;
@@ -636,6 +636,9 @@ static int ld_writer_open(lup_driver *d, const char *path, int append,
 	call c;
 	int rc;
 
+	if (append == LUP_WRITE_NEW)
+		append = 0; /* new: the same as a truncation here */
+
 	*out = NULL;
 	call_init(&c, ld, "writer", err);
 	arg_str(&c, path, strlen(path));
@@ -648,7 +651,8 @@ static int ld_writer_open(lup_driver *d, const char *path, int append,
 		ld_unref(ld, c.ref_out);
 		return lup_error_set(err, LUP_EIO, path, "out of memory");
 	}
-	w->base.version = LUP_DRIVER_VERSION;
+	w->base.version = LUP_WRITER_VERSION;
+	w->base.publish = NULL; /* Lua drivers have no publish */
 	w->base.write = ld_write;
 	w->base.size = ld_writer_size;
 	w->base.commit = ld_commit;

@@ -118,7 +118,8 @@ static int new_s3(lua_State *L)
 	return 1;
 }
 
-/* layerup.s3_counters(d) -> {bytes_sent=, bytes_received=, requests=} | nil */
+/* layerup.s3_counters(d) -> {bytes_sent=, bytes_received=, requests=,
+ * by_kind = {<S3 operation> = n, ...}} | nil */
 static int s3_counters(lua_State *L)
 {
 	lup_lua_driver *ud = luaL_checkudata(L, 1, "layerup.driver");
@@ -128,13 +129,23 @@ static int s3_counters(lua_State *L)
 		lua_pushnil(L);
 		return 1;
 	}
-	lua_createtable(L, 0, 3);
+	lua_createtable(L, 0, 4);
 	lua_pushinteger(L, (lua_Integer)c.bytes_sent);
 	lua_setfield(L, -2, "bytes_sent");
 	lua_pushinteger(L, (lua_Integer)c.bytes_received);
 	lua_setfield(L, -2, "bytes_received");
 	lua_pushinteger(L, (lua_Integer)c.requests);
 	lua_setfield(L, -2, "requests");
+	/* by_kind: {HeadObject = n, ...}, kinds with no request left out */
+	lua_newtable(L);
+	for (int k = 0; lup_driver_s3_request_kind(k); k++) {
+		int64_t n = lup_driver_s3_requests(ud->driver, k);
+		if (n == 0)
+			continue;
+		lua_pushinteger(L, (lua_Integer)n);
+		lua_setfield(L, -2, lup_driver_s3_request_kind(k));
+	}
+	lua_setfield(L, -2, "by_kind");
 	return 1;
 }
 

@@ -12,8 +12,15 @@
  * "moved": its finish verifies the digest given against the blob, writes
  * the links and removes the upload.  Before the move, a failure leaves the
  * upload as it was.
+ *
+ * The short way (publish_blob), for writers that can publish: no commit,
+ * no move; the writer stores its bytes at the blob itself.  The proof is
+ * saved with it, and a resume finds the upload moved by that proof even
+ * though its data never got the bytes (hashstate.c); before the blob is
+ * there, the upload is as it was at its last close.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,8 +205,9 @@ static int verify_moved(lup_upload *u, const lup_digest *want,
 }
 
 /* Save the (verified) hash state at the full size unless it is there:
- * the proof of the blob's name while the data is in blobs/ without links. */
-static int save_proof(lup_upload *u, lup_error *err)
+ * the proof of the blob's name while the data is in blobs/ without links.
+ * once: a single attempt, no policy hook (from a helper thread). */
+static int save_proof_ext(lup_upload *u, int once, lup_error *err)
 {
 	unsigned char buf[LUP_HASH_MAX_STATE];
 	char path[LUP_PATH_BUF];
@@ -211,10 +219,31 @@ static int save_proof(lup_upload *u, lup_error *err)
 	if (n < 0)
 		return lup_error_set(err, LUP_EIO, NULL, "cannot export hash state");
 	lup_path_hashstate(path, u->repo, u->uuid, u->size);
-	if ((rc = lup_s_put(u->store, path, buf, (size_t)n, err)) != 0)
+	rc = once ? lup_s_put_once(u->store, path, buf, (size_t)n, err)
+		  : lup_s_put(u->store, path, buf, (size_t)n, err);
+	if (rc != 0)
 		return rc;
 	u->saved = u->size;
 	return 0;
+}
+
+static int save_proof(lup_upload *u, lup_error *err)
+{
+	return save_proof_ext(u, 0, err);
+}
+
+typedef struct {
+	lup_upload *u;
+	int rc;
+	lup_error err;
+} proof_job;
+
+static void *proof_main(void *arg)
+{
+	proof_job *j = arg;
+
+	j->rc = save_proof_ext(j->u, 1, &j->err);
+	return NULL;
 }
 
 /* Put the verified data at blob: nothing to do when the blob exists
@@ -258,6 +287,83 @@ static int place_blob(lup_upload *u, const lup_digest *canon, const char *blob,
 	return 0;
 }
 
+/* The short way can be tried: a publishing writer, and a running hash that
+ * already gives the digest asked for. */
+static int can_publish(const lup_upload *u, const lup_digest *want)
+{
+	lup_digest canon;
+
+	if (u->moved || !u->w || u->w->version < 2 || !u->w->publish ||
+	    u->size == 0 || want->alg != LUP_SHA256 || !u->hash_ok ||
+	    u->store->rehash_on_finish)
+		return 0;
+	/* A mismatch takes the long way (a re-hash decides, or fails). */
+	lup_digest_from_hash(&u->hash, &canon);
+	return strcmp(canon.hex, want->hex) == 0;
+}
+
+/* The short way, for a writer that can publish (layerup/sys/driver.h): the
+ * digest matches the running hash, so the data is never needed; the proof
+ * is saved first, then the writer stores its bytes straight at the blob
+ * unless the blob exists (the S3 driver: one PutObject for an upload whose
+ * bytes are all still in its writer, instead of completing a multipart
+ * upload, copying it and deleting it).  Until the blob is there, the
+ * upload is as it was at its last close; from then on the proof names the
+ * blob, so a resume anywhere finds the upload moved (hashstate.c).
+ * *placed = 0 when the writer declined (nothing done but the proof): the
+ * long way follows. */
+static int publish_blob(lup_upload *u, const char *blob, int *dedup,
+			int *placed, lup_error *err)
+{
+	lup_digest canon;
+	proof_job pj;
+	pthread_t th;
+	int rc;
+
+	*placed = 0;
+	lup_digest_from_hash(&u->hash, &canon);
+	lup_error_clear(&pj.err);
+	pj.u = u;
+	pj.rc = 0;
+	/* The proof matters only once the blob is there, and the blob
+	 * without it is an upload as of its last close (the client sends the
+	 * bytes again and finds the blob): both go at once where threads are
+	 * allowed (the proof on a helper thread, a single attempt with no
+	 * hook), one after the other otherwise. */
+	if (u->saved != u->size && u->store->hash_thread &&
+	    pthread_create(&th, NULL, proof_main, &pj) == 0) {
+		rc = u->w->publish(u->w, blob, canon.hex, err);
+		pthread_join(th, NULL);
+		if (rc >= 0 && pj.rc != 0) {
+			lup_field f[] = { lup_fs("code", lup_error_name(pj.rc)),
+					  lup_fs("message", pj.err.message) };
+
+			lup_upload_log(u, "upload.proof_failed", f, 2);
+		}
+	} else {
+		if ((rc = save_proof(u, err)) != 0)
+			return rc == LUP_EINVALID_PATH ? 0 : rc;
+		rc = u->w->publish(u->w, blob, canon.hex, err);
+	}
+	if (rc == LUP_EUNSUPPORTED)
+		return 0;
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		lup_field f[] = { lup_fs("digest", canon.str), lup_fi("size", u->size) };
+
+		*dedup = 1;
+		lup_store_log(u->store, "blob.dedup", f, 2);
+	}
+	u->w->close(u->w, NULL); /* stores nothing after a publish */
+	u->w = NULL;
+	lup_hashpipe_free(&u->pipe);
+	u->moved = 1;
+	snprintf(u->blob, sizeof(u->blob), "%s", blob);
+	*placed = 1;
+	return 0;
+}
+
 int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 		      lup_blob_info *out, lup_error *err)
 {
@@ -267,7 +373,7 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 	char blob[LUP_PATH_BUF];
 	double t0 = lup_monotonic_ms();
 	int64_t reread0 = u->reread;
-	int rc, dedup = 0;
+	int rc, dedup = 0, published = 0, chosen = 0;
 
 	if (u->state != U_OPEN)
 		return lup_error_set(err, LUP_EBLOB_UPLOAD_INVALID, NULL,
@@ -283,7 +389,17 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 		goto fail;
 	}
 	detect_moved(u);
-	if (u->moved) {
+	if (can_publish(u, &want)) {
+		lup_digest_from_hash(&u->hash, &canon);
+		lup_path_blob_data(blob, &canon);
+		if ((rc = choose_links(u, &canon, &want, &links, err)) != 0 ||
+		    (rc = publish_blob(u, blob, &dedup, &published, err)) != 0)
+			goto fail;
+		chosen = 1;
+	}
+	if (published) {
+		/* canon is the digest asked for: can_publish checked it */
+	} else if (u->moved) {
 		if ((rc = verify_moved(u, &want, &canon, err)) != 0)
 			goto fail;
 	} else {
@@ -296,7 +412,7 @@ int lup_upload_finish(lup_upload *u, const char *digest, int64_t size,
 			goto fail;
 	}
 	lup_path_blob_data(blob, &canon);
-	if ((rc = choose_links(u, &canon, &want, &links, err)) != 0)
+	if (!chosen && (rc = choose_links(u, &canon, &want, &links, err)) != 0)
 		goto fail;
 	/* Move the verified data into content-addressed storage unless the
 	 * blob is already there. */

@@ -4,8 +4,11 @@
  *
  * Restore prefers the state at exactly the data size (nothing is read);
  * otherwise a lower state continued over the gap; states above the size are
- * stale and removed; corrupt ones are skipped and logged.  Save writes the
- * state at the size and drops all others.
+ * stale and removed, except one naming an existing blob of exactly its
+ * size (the proof of a finish that published the blob from its writer and
+ * stopped before removing the upload: the upload is "moved"); corrupt ones
+ * are skipped and logged.  Save writes the state at the size and drops all
+ * others.
  *
  * Never persist a state that does not match the data.  A lower state is
  * only as good as the evidence the data gives for it: its pending bytes
@@ -192,6 +195,24 @@ out:
 	return st;
 }
 
+/* 0 when the state at off (above the data size) names a blob that exists
+ * with exactly off bytes: h gets the state. */
+static int names_blob(const lup_hs_target *t, int64_t off, lup_hash *h)
+{
+	char blob[LUP_PATH_BUF];
+	lup_digest d;
+	lup_stat st;
+
+	if (load_state(t, off, h) != ST_CHECKED)
+		return -1;
+	lup_digest_from_hash(h, &d);
+	if (lup_path_blob_data(blob, &d) != 0 ||
+	    lup_s_stat(t->store, blob, &st, NULL) != 0 || st.is_dir ||
+	    st.size != off)
+		return -1;
+	return 0;
+}
+
 /* Rebuild the hash of data[0, size) as cheaply as the stored states allow. */
 void lup_hashstate_restore(const lup_hs_target *t, const char **how)
 {
@@ -218,6 +239,19 @@ void lup_hashstate_restore(const lup_hs_target *t, const char **how)
 		int64_t off = offs[i];
 		int st;
 
+		if (off > t->size && t->moved_off &&
+		    names_blob(t, off, &h) == 0) {
+			/* The proof of a finish that stored the blob straight
+			 * from its writer (publish) and stopped before the
+			 * upload was removed: the data never got these
+			 * bytes, the blob has them all. */
+			*t->hash = h;
+			*t->hash_ok = 1;
+			*t->saved = off;
+			*t->moved_off = off;
+			*how = "moved";
+			goto out;
+		}
 		if (off > t->size) {
 			char path[LUP_PATH_BUF];
 			lup_field f[] = { lup_fi("offset", off) };

@@ -28,6 +28,9 @@ typedef struct lup_hs_target {
 	int64_t *saved;       /* offset of a state on storage, -1: none */
 	int64_t *check_off;   /* lower state continued without evidence */
 	lup_hash *check_base; /* that state, to prove at close */
+	/* Set by restore when a state above size names a blob that exists at
+	 * exactly that offset (NULL: not asked). */
+	int64_t *moved_off;
 } lup_hs_target;
 
 /* Feed data[from, to) into h (and h2 unless NULL); BLOB_UPLOAD_INVALID if
@@ -36,7 +39,10 @@ int lup_hashstate_rehash(const lup_hs_target *t, lup_hash *h, lup_hash *h2,
 			 int64_t from, int64_t to, lup_error *err);
 
 /* Rebuild the hash of data[0, size) from the stored states (*how:
- * "exact", "gap" or "none"); see hashstate.c for what is trusted. */
+ * "exact", "gap" or "none"); see hashstate.c for what is trusted.  With
+ * moved_off set: a state above size that names an existing blob of that
+ * size (a finish that published the blob and died before the upload went)
+ * gives *how "moved", *moved_off its offset and *hash its state. */
 void lup_hashstate_restore(const lup_hs_target *t, const char **how);
 
 /* Save the state at the current size (proving an unchecked base first)

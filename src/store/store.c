@@ -216,6 +216,12 @@ int lup_s_put(lup_store *s, const char *path, const void *p, size_t n,
 		lup_driver_put_content(s->driver, path, p, n, err));
 }
 
+int lup_s_put_once(lup_store *s, const char *path, const void *p, size_t n,
+		   lup_error *err)
+{
+	return lup_driver_put_content(s->driver, path, p, n, err);
+}
+
 int lup_s_stat(lup_store *s, const char *path, lup_stat *out, lup_error *err)
 {
 	RETRIED("driver.stat", lup_driver_stat(s->driver, path, out, err));
@@ -330,7 +336,7 @@ int lup_s_reader(lup_store *s, const char *path, int64_t offset,
 		free(rr);
 		return rc;
 	}
-	rr->base.version = LUP_DRIVER_VERSION;
+	rr->base.version = LUP_READER_VERSION;
 	rr->base.read = rr_read;
 	rr->base.close = rr_close;
 	rr->pos = offset;

@@ -66,6 +66,10 @@ int lup_store_should_retry(lup_store *s, int attempt, const lup_error *err,
 int lup_s_get(lup_store *s, const char *path, lup_buf *out, lup_error *err);
 int lup_s_put(lup_store *s, const char *path, const void *p, size_t n,
 	      lup_error *err);
+/* lup_s_put without the retry policy and its event: for a helper thread,
+ * on which no policy or log hook (Lua, maybe) may run. */
+int lup_s_put_once(lup_store *s, const char *path, const void *p, size_t n,
+		   lup_error *err);
 int lup_s_stat(lup_store *s, const char *path, lup_stat *out, lup_error *err);
 int lup_s_list(lup_store *s, const char *path, lup_strlist *out,
 	       lup_error *err);

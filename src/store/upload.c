@@ -200,7 +200,7 @@ int lup_upload_start_ext(lup_upload **out, lup_store *s, const char *repo,
 	lup_path_upload_file(path, repo, uuid, "startedat");
 	if ((rc = lup_s_put(s, path, startedat, 20, err)) != 0 ||
 	    (rc = lup_s_lock(s, u->dir, &u->lock, err)) != 0 ||
-	    (rc = lup_s_writer(s, u->data, 0, &u->w, err)) != 0)
+	    (rc = lup_s_writer(s, u->data, LUP_WRITE_NEW, &u->w, err)) != 0)
 		goto fail;
 	u->chain = 1;
 	u->hash_ok = 1;
@@ -224,7 +224,7 @@ static lup_hs_target hs_target(lup_upload *u)
 	lup_hs_target t = { u->store, u->repo, u->uuid, u->data, u->hsdir,
 			    u->size, &u->reread, &u->hash, &u->hash_ok,
 			    &u->chain, &u->saved, &u->check_off,
-			    &u->check_base };
+			    &u->check_base, NULL };
 	return t;
 }
 
@@ -239,12 +239,23 @@ int lup_upload_rehash(lup_upload *u, lup_hash *h, lup_hash *h2, int64_t from,
 }
 
 /* Rebuild u->hash for data[0, size) from the stored states; *how says how
- * ("exact", "gap" or "none"). */
+ * ("exact", "gap", "none", or "moved": a finish published the blob from
+ * its writer and stopped before the upload was removed). */
 static void restore_hash(lup_upload *u, const char **how)
 {
 	lup_hs_target t = hs_target(u);
+	int64_t moved_off = 0;
+	lup_digest d;
 
+	t.moved_off = &moved_off;
 	lup_hashstate_restore(&t, how);
+	if (moved_off > 0) {
+		lup_digest_from_hash(&u->hash, &d);
+		lup_path_blob_data(u->blob, &d);
+		u->size = moved_off;
+		u->moved = 1;
+		u->chain = 0;
+	}
 }
 
 /* The upload has no data: an earlier finish moved it into blobs/ and was
@@ -355,6 +366,11 @@ int lup_upload_resume(lup_upload **out, lup_store *s, const char *repo,
 			goto fail;
 		u->size = u->w->size(u->w);
 		restore_hash(u, &how);
+		if (u->moved) {
+			/* The data is a leftover now: never written to. */
+			u->w->close(u->w, NULL);
+			u->w = NULL;
+		}
 	}
 	u->state = U_OPEN;
 	{

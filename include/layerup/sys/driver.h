@@ -41,10 +41,13 @@
 extern "C" {
 #endif
 
-/* Versions of the three vtables (each struct has its own). */
-#define LUP_DRIVER_VERSION 1
+/* Versions of the three vtables (each struct has its own).  Driver
+ * version 2: writer() may be asked for LUP_WRITE_NEW; writer version 2
+ * adds publish.  Drivers and writers of version 1 keep working: the
+ * wrappers ask them for append = 0 instead and treat publish as absent. */
+#define LUP_DRIVER_VERSION 2
 #define LUP_READER_VERSION 1
-#define LUP_WRITER_VERSION 1
+#define LUP_WRITER_VERSION 2
 
 /* A growable byte buffer (binary safe). Zero-initialise before use. */
 typedef struct lup_buf {
@@ -72,6 +75,9 @@ LUP_API void lup_strlist_sort(lup_strlist *l);
 /* Free every string and the array; the list becomes empty. */
 LUP_API void lup_strlist_free(lup_strlist *l);
 
+/* writer()'s append argument for a path known to be new (see above). */
+#define LUP_WRITE_NEW 2
+
 /* What stat reports.  Directories are implicit: a path that is a prefix of
  * some file is a directory of size 0. */
 typedef struct lup_stat {
@@ -95,8 +101,9 @@ struct lup_reader {
 /* An appending writer from driver->writer(path, append).
  * Lifecycle: write* then commit (content readable and, if the driver was
  * configured so, durable) and finally close; or cancel (content removed)
- * then close.  close alone flushes so that the content can be continued
- * later with append.  close is mandatory and frees the writer. */
+ * then close; or (version 2) publish then close.  close alone flushes so
+ * that the content can be continued later with append.  close is mandatory
+ * and frees the writer. */
 struct lup_writer {
 	unsigned version; /* LUP_WRITER_VERSION */
 	/* Append all n bytes or fail.  On failure some prefix may have been
@@ -110,6 +117,25 @@ struct lup_writer {
 	int (*cancel)(lup_writer *w, lup_error *err);
 	/* Flush, release and free.  Returns a flush error, if any. */
 	int (*close)(lup_writer *w, lup_error *err);
+
+	/* Version 2, optional (NULL, or absent in a version-1 writer): the
+	 * content is complete; store it at dst, a path of its own, instead of
+	 * committing it at the writer's path, unless dst already exists.
+	 * sha256_hex is the SHA-256 the content has (64 lowercase hex digits)
+	 * or NULL; a driver that checks it refuses different content with
+	 * DIGEST_INVALID.  Returns 0 when dst now holds exactly the bytes
+	 * written, 1 when dst existed and was left alone, UNSUPPORTED when
+	 * this writer cannot (nothing done: commit and move instead), or
+	 * another error with the writer unchanged (it may still commit,
+	 * cancel or close).  After 0 or 1 only close remains (it stores
+	 * nothing), and the writer's own path holds some prefix of the
+	 * content, possibly none, until the caller removes it.  It lets a
+	 * store whose blob is content-addressed write it once (the S3 driver:
+	 * one PutObject instead of a multipart upload, a copy and a delete).
+	 * Writers from lup_driver_writer have it exactly when the driver's
+	 * writer has it. */
+	int (*publish)(lup_writer *w, const char *dst, const char *sha256_hex,
+		       lup_error *err);
 };
 
 /* The driver vtable.  Methods marked optional may be NULL. */
@@ -128,7 +154,9 @@ struct lup_driver {
 	int (*reader)(lup_driver *d, const char *path, int64_t offset,
 		      lup_reader **out, lup_error *err);
 	/* Open a writer.  append=0 truncates or creates; append=1 continues
-	 * the existing content (size() reports it before any write). */
+	 * the existing content (size() reports it before any write);
+	 * LUP_WRITE_NEW (version 2) creates a path the caller knows to be new
+	 * (a fresh random name): nothing old there needs clearing. */
 	int (*writer)(lup_driver *d, const char *path, int append,
 		      lup_writer **out, lup_error *err);
 	int (*stat)(lup_driver *d, const char *path, lup_stat *out,

@@ -488,7 +488,7 @@ static int s3_open_reader(lup_driver *drv, const char *path, int64_t offset,
 		s3_reader_close(&r->base);
 		return rc;
 	}
-	r->base.version = LUP_DRIVER_VERSION;
+	r->base.version = LUP_READER_VERSION;
 	r->base.read = s3_read;
 	r->base.close = s3_reader_close;
 	r->d = d;
@@ -510,102 +510,184 @@ static int s3_writer_cb(lup_driver *drv, const char *path, int append,
 	return s3_writer_open(S3(drv), path, append, out, err);
 }
 
-/* Abort every unfinished multipart upload at key or below dir_prefix, and
- * remove their tails. */
-static int abort_uploads(s3_driver *d, const char *key, const char *dp,
-			 int *found, lup_error *err)
-{
-	lup_strlist ups = {0};
-	int rc = s3_list_uploads(d, key, &ups, err);
+/* What remove must find before it deletes; the listings of objects and of
+ * unfinished uploads run at once. */
+typedef struct {
+	s3_driver *d;
+	const char *key, *dp, *tk;
+	int head_status;    /* of the object itself */
+	s3_listing below;   /* objects under "<key>/" */
+	lup_strlist ups;    /* multipart uploads under key (triples) */
+	s3_listing tails;   /* tail objects under the tail key */
+	int rc[4];
+	lup_error err[4];
+} rm_scan;
 
-	for (size_t i = 0; rc == 0 && i + 2 < ups.count; i += 3) {
-		const char *k = ups.items[i];
-		if (strcmp(k, key) != 0 && strncmp(k, dp, strlen(dp)) != 0)
-			continue; /* a sibling sharing the prefix: not ours */
-		*found = 1;
-		rc = s3_abort(d, k, ups.items[i + 1], err);
-	}
-	lup_strlist_free(&ups);
-	return rc;
+static void *scan_head(void *arg)
+{
+	rm_scan *m = arg;
+	s3_req r = {.method = "HEAD", .key = m->key, .head = 1};
+	s3_resp resp = {0};
+
+	/* HEAD: a DELETE of a missing key says 204 all the same. */
+	m->rc[0] = s3_do(m->d, &r, &resp, &m->err[0]);
+	m->head_status = resp.status;
+	if (m->rc[0] == 0 && resp.status != 200 && resp.status != 404)
+		m->rc[0] = s3_fail(&resp, "HEAD", NULL, &m->err[0]);
+	s3_resp_free(&resp);
+	return NULL;
 }
 
-/* The tail objects of key and of everything below it, in batches. */
-static int delete_tails(s3_driver *d, const char *key, lup_error *err)
+static void *scan_below(void *arg)
 {
-	char *tk = s3_tail_key(d, key);
-	s3_listing l = {0};
-	int rc;
+	rm_scan *m = arg;
 
-	if (!tk)
-		return oom(err);
-	/* Prefix "<tail of key>" matches the tail of key itself, those
-	 * below it and siblings sharing the prefix: keep the first two. */
-	rc = list_objects(d, tk, 0, 0, &l, err);
-	size_t tl = strlen(tk), j = 0;
-	for (size_t i = 0; rc == 0 && i < l.keys.count; i++) {
-		const char *k = l.keys.items[i];
-		if (k[tl] == '\0' || k[tl] == '/') {
-			char *tmp = l.keys.items[j];
-			l.keys.items[j++] = l.keys.items[i];
-			l.keys.items[i] = tmp;
-		}
+	/* Exactly the "<key>/" prefix: a sibling "a-b" of "a" is never
+	 * touched. */
+	m->rc[1] = list_objects(m->d, m->dp, 0, 0, &m->below, &m->err[1]);
+	return NULL;
+}
+
+static void *scan_uploads(void *arg)
+{
+	rm_scan *m = arg;
+
+	m->rc[2] = s3_list_uploads(m->d, m->key, &m->ups, &m->err[2]);
+	return NULL;
+}
+
+static void *scan_tails(void *arg)
+{
+	rm_scan *m = arg;
+
+	m->rc[3] = list_objects(m->d, m->tk, 0, 0, &m->tails, &m->err[3]);
+	return NULL;
+}
+
+typedef struct {
+	s3_driver *d;
+	const lup_strlist *ups;
+	const char *key, *dp;
+	int found, rc;
+	lup_error err;
+} rm_aborts;
+
+/* Abort every unfinished multipart upload at key or below dp: they cost
+ * storage until aborted (the registry leaks them, we do not). */
+static void *abort_uploads(void *arg)
+{
+	rm_aborts *a = arg;
+	size_t dl = strlen(a->dp);
+
+	for (size_t i = 0; a->rc == 0 && i + 2 < a->ups->count; i += 3) {
+		const char *k = a->ups->items[i];
+		if (strcmp(k, a->key) != 0 && strncmp(k, a->dp, dl) != 0)
+			continue; /* a sibling sharing the prefix: not ours */
+		a->found = 1;
+		a->rc = s3_abort(a->d, k, a->ups->items[i + 1], &a->err);
 	}
-	for (size_t i = 0; rc == 0 && i < j; i += 1000)
-		rc = s3_delete_batch(d, &l.keys, i, i + 1000 < j ? i + 1000 : j,
-				     err);
-	listing_free(&l);
-	free(tk);
-	return rc;
+	return NULL;
 }
 
 static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 {
 	s3_driver *d = S3(drv);
-	char *key = s3_key(d, path), *dp = dir_prefix(d, path);
-	s3_listing l = {0};
-	int rc, found = 0;
+	rm_scan m;
+	rm_aborts ab;
+	lup_strlist gone = {0};
+	s3_bg bg[1];
+	int rc = 0, found = 0, own_ups = 0;
 
-	if (!key || !dp) {
-		free(key);
-		free(dp);
-		return oom(err);
-	}
-	/* The object itself (HEAD: a DELETE of a missing key says 204). */
-	{
-		s3_req r = {.method = "HEAD", .key = key, .head = 1};
-		s3_resp resp = {0};
-		if ((rc = s3_do(d, &r, &resp, err)) != 0)
-			goto out;
-		if (resp.status == 200) {
-			found = 1;
-			rc = s3_delete(d, key, err);
-		}
-		s3_resp_free(&resp);
-		if (rc)
-			goto out;
-	}
-	/* Everything below, in batches of 1000 (the listing is exactly the
-	 * "<key>/" prefix, so a sibling "a-b" of "a" is never touched). */
-	if ((rc = list_objects(d, dp, 0, 0, &l, err)) != 0)
+	memset(&m, 0, sizeof m);
+	memset(&ab, 0, sizeof ab);
+	m.d = d;
+	m.key = s3_key(d, path);
+	m.dp = dir_prefix(d, path);
+	m.tk = m.key ? s3_tail_key(d, m.key) : NULL;
+	if (!m.key || !m.dp || !m.tk) {
+		rc = oom(err);
 		goto out;
-	for (size_t i = 0; rc == 0 && i < l.keys.count; i += 1000) {
-		size_t to = i + 1000 < l.keys.count ? i + 1000 : l.keys.count;
-		found = 1;
-		rc = s3_delete_batch(d, &l.keys, i, to, err);
 	}
-	/* Multipart uploads below (an upload's data) cost storage until
-	 * aborted: the registry leaks them, we do not. */
-	if (rc == 0)
-		rc = abort_uploads(d, key, dp, &found, err);
-	if (rc == 0)
-		rc = delete_tails(d, key, err);
-	if (rc == 0 && !found)
+	s3_bg_start(&bg[0], scan_below, &m);
+	scan_uploads(&m);
+	s3_bg_join(&bg[0]);
+	for (int i = 1; i < 3 && !rc; i++)
+		if (m.rc[i])
+			rc = lup_error_copy(err, &m.err[i]);
+	if (rc)
+		goto out;
+	/* Tails exist for keys with an unfinished upload (a writer stores
+	 * one while its upload is open, and completing or aborting the upload
+	 * deletes it): with uploads found, their tail keys go in the batch
+	 * unlisted (an upload's directory has one data key, so a tail a
+	 * crash left between a completion and its delete is among them: the
+	 * next upload on that key writes the same tail key).  Without any,
+	 * the tails are listed. */
+	for (size_t i = 0; rc == 0 && i + 2 < m.ups.count; i += 3) {
+		char *tk;
+		if (strcmp(m.ups.items[i], m.key) != 0 &&
+		    strncmp(m.ups.items[i], m.dp, strlen(m.dp)) != 0)
+			continue; /* a sibling's, sharing the prefix */
+		own_ups = 1;
+		if (!(tk = s3_tail_key(d, m.ups.items[i])) ||
+		    lup_strlist_push(&m.tails.keys, tk))
+			rc = oom(err);
+		free(tk);
+	}
+	if (rc == 0 && !own_ups && (scan_tails(&m), m.rc[3]))
+		rc = lup_error_copy(err, &m.err[3]);
+	if (rc)
+		goto out;
+	/* A directory: the object itself, if any, goes in the batch
+	 * unasked (deleting a missing key is no error).  Else only a HEAD
+	 * tells whether the path exists. */
+	if (m.below.keys.count > 0 || own_ups)
+		m.head_status = 200;
+	else if ((scan_head(&m), m.rc[0]))
+		rc = lup_error_copy(err, &m.err[0]);
+	if (rc)
+		goto out;
+	/* One list of keys to delete: the object, everything below it, and
+	 * the tails of key and of what lies below (the tail prefix also
+	 * matches siblings sharing it: not those). */
+	if (m.head_status == 200 && lup_strlist_push(&gone, m.key))
+		rc = oom(err);
+	found = m.head_status == 200;
+	for (size_t i = 0; rc == 0 && i < m.below.keys.count; i++)
+		if (lup_strlist_push(&gone, m.below.keys.items[i]))
+			rc = oom(err);
+	size_t tl = strlen(m.tk);
+	for (size_t i = 0; rc == 0 && i < m.tails.keys.count; i++) {
+		const char *k = m.tails.keys.items[i];
+		if ((k[tl] == '\0' || k[tl] == '/') && lup_strlist_push(&gone, k))
+			rc = oom(err);
+	}
+	if (rc)
+		goto out;
+	/* The deletes and the aborts do not wait for each other. */
+	ab.d = d;
+	ab.ups = &m.ups;
+	ab.key = m.key;
+	ab.dp = m.dp;
+	s3_bg_start(&bg[0], abort_uploads, &ab);
+	for (size_t i = 0; rc == 0 && i < gone.count; i += 1000)
+		rc = s3_delete_batch(d, &gone, i,
+				     i + 1000 < gone.count ? i + 1000 : gone.count,
+				     err);
+	s3_bg_join(&bg[0]);
+	if (rc == 0 && ab.rc)
+		rc = lup_error_copy(err, &ab.err);
+	if (rc == 0 && !found && !ab.found)
 		rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
 				   "no such file or directory");
 out:
-	listing_free(&l);
-	free(key);
-	free(dp);
+	lup_strlist_free(&gone);
+	listing_free(&m.below);
+	listing_free(&m.tails);
+	lup_strlist_free(&m.ups);
+	free((char *)m.key);
+	free((char *)m.dp);
+	free((char *)m.tk);
 	return rc;
 }
 
@@ -870,4 +952,24 @@ int lup_driver_s3_counters(lup_driver *drv, lup_s3_counters *out)
 	out->bytes_received = atomic_load(&d->ctr.bytes_received);
 	out->requests = atomic_load(&d->ctr.requests);
 	return 1;
+}
+
+const char *lup_driver_s3_request_kind(int kind)
+{
+	static const char *const names[S3K_N] = {
+		"HeadObject", "GetObject", "PutObject", "CopyObject",
+		"DeleteObject", "ListObjectsV2", "DeleteObjects",
+		"CreateMultipartUpload", "UploadPart", "UploadPartCopy",
+		"CompleteMultipartUpload", "AbortMultipartUpload",
+		"ListMultipartUploads", "ListParts", "other",
+	};
+
+	return kind >= 0 && kind < S3K_N ? names[kind] : NULL;
+}
+
+int64_t lup_driver_s3_requests(lup_driver *drv, int kind)
+{
+	if (!drv || drv->free != s3_free || kind < 0 || kind >= S3K_N)
+		return 0;
+	return atomic_load(&S3(drv)->ctr.kinds[kind]);
 }

@@ -129,6 +129,69 @@ static size_t header_cb(char *p, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+void s3_bg_start(s3_bg *b, void *(*fn)(void *), void *arg)
+{
+	b->started = pthread_create(&b->th, NULL, fn, arg) == 0;
+	if (!b->started)
+		fn(arg);
+}
+
+void s3_bg_join(s3_bg *b)
+{
+	if (b->started)
+		pthread_join(b->th, NULL);
+	b->started = 0;
+}
+
+typedef struct {
+	pthread_t th;
+	s3_driver *d;
+	const s3_req *req;
+	s3_resp *resp;
+	lup_error err;
+	int rc;
+} s3_par_job;
+
+static void *par_main(void *arg)
+{
+	s3_par_job *j = arg;
+
+	j->rc = s3_do(j->d, j->req, j->resp, &j->err);
+	return NULL;
+}
+
+int s3_do_all(s3_driver *d, const s3_req *reqs, s3_resp *resps, int *rcs,
+	      lup_error *errs, size_t n)
+{
+	s3_par_job jobs[S3_PAR];
+	int started[S3_PAR] = {0}, first = 0;
+
+	if (n > S3_PAR)
+		n = S3_PAR;
+	for (size_t i = 0; i < n; i++) {
+		jobs[i] = (s3_par_job){.d = d, .req = &reqs[i],
+				       .resp = &resps[i]};
+		lup_error_clear(&jobs[i].err);
+		/* The last one runs here; one without a thread, too. */
+		if (i + 1 < n &&
+		    pthread_create(&jobs[i].th, NULL, par_main, &jobs[i]) == 0)
+			started[i] = 1;
+		else
+			par_main(&jobs[i]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (started[i])
+			pthread_join(jobs[i].th, NULL);
+		if (rcs)
+			rcs[i] = jobs[i].rc;
+		if (errs)
+			lup_error_copy(&errs[i], &jobs[i].err);
+		if (jobs[i].rc && !first)
+			first = jobs[i].rc;
+	}
+	return first;
+}
+
 void s3_resp_free(s3_resp *resp)
 {
 	lup_buf_free(&resp->body);
@@ -189,6 +252,51 @@ static int append_query(lup_buf *url, const s3_req *r)
 	return 0;
 }
 
+static int has_query(const s3_req *r, const char *k)
+{
+	for (size_t i = 0; i < r->nq; i++)
+		if (strcmp(r->query[i].k, k) == 0)
+			return 1;
+	return 0;
+}
+
+static int has_header(const s3_req *r, const char *k)
+{
+	for (size_t i = 0; i < r->nh; i++)
+		if (strcmp(r->hdr[i].k, k) == 0)
+			return 1;
+	return 0;
+}
+
+/* Which S3 operation r is (for the per-kind counters). */
+static int request_kind(const s3_req *r)
+{
+	const char *m = r->method;
+	int upload = has_query(r, "uploadId");
+
+	if (strcmp(m, "HEAD") == 0)
+		return S3K_HEAD;
+	if (strcmp(m, "GET") == 0)
+		return has_query(r, "uploads")	 ? S3K_MP_LIST_UPLOADS
+		       : upload			 ? S3K_MP_LIST_PARTS
+		       : has_query(r, "list-type") ? S3K_LIST
+						   : S3K_GET;
+	if (strcmp(m, "PUT") == 0) {
+		int copy = has_header(r, "x-amz-copy-source");
+		if (upload)
+			return copy ? S3K_MP_PART_COPY : S3K_MP_PART;
+		return copy ? S3K_COPY : S3K_PUT;
+	}
+	if (strcmp(m, "POST") == 0)
+		return has_query(r, "uploads") ? S3K_MP_CREATE
+		       : upload		       ? S3K_MP_COMPLETE
+		       : has_query(r, "delete") ? S3K_DELETE_MANY
+						: S3K_OTHER;
+	if (strcmp(m, "DELETE") == 0)
+		return upload ? S3K_MP_ABORT : S3K_DELETE;
+	return S3K_OTHER;
+}
+
 int s3_do(s3_driver *d, const s3_req *r, s3_resp *resp, lup_error *err)
 {
 	char date[17], phash[65], auth[512];
@@ -205,7 +313,9 @@ int s3_do(s3_driver *d, const s3_req *r, s3_resp *resp, lup_error *err)
 
 	resp->length = -1;
 	amz_now(date);
-	if (r->sign_payload || !r->body)
+	if (r->payload_sha256)
+		snprintf(phash, sizeof phash, "%s", r->payload_sha256);
+	else if (r->sign_payload || !r->body)
 		s3_sha256_hex(r->body ? r->body : "", r->blen, phash);
 	else
 		snprintf(phash, sizeof phash, "UNSIGNED-PAYLOAD");
@@ -283,6 +393,7 @@ int s3_do(s3_driver *d, const s3_req *r, s3_resp *resp, lup_error *err)
 	}
 	cc = curl_easy_perform(c);
 	atomic_fetch_add(&d->ctr.requests, 1);
+	atomic_fetch_add(&d->ctr.kinds[request_kind(r)], 1);
 	atomic_fetch_add(&d->ctr.bytes_sent, (long long)(r->blen - src.left));
 	if (cc != CURLE_OK) {
 		if (sink.oom)

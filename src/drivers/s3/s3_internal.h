@@ -16,10 +16,19 @@
 
 /* The traffic counters as the driver keeps them (lup_s3_counters is the
  * public snapshot). */
+/* Request kinds (lup_driver_s3_request_kind names them). */
+enum {
+	S3K_HEAD, S3K_GET, S3K_PUT, S3K_COPY, S3K_DELETE, S3K_LIST,
+	S3K_DELETE_MANY, S3K_MP_CREATE, S3K_MP_PART, S3K_MP_PART_COPY,
+	S3K_MP_COMPLETE, S3K_MP_ABORT, S3K_MP_LIST_UPLOADS,
+	S3K_MP_LIST_PARTS, S3K_OTHER, S3K_N
+};
+
 typedef struct lup_s3_counters_atomic {
 	atomic_llong bytes_sent;
 	atomic_llong bytes_received;
 	atomic_llong requests;
+	atomic_llong kinds[S3K_N];
 } lup_s3_counters_atomic;
 
 #define S3_POOL 8
@@ -67,6 +76,7 @@ typedef struct s3_req {
 	const void *body;
 	size_t blen;
 	int sign_payload; /* 1: hash the body; 0: UNSIGNED-PAYLOAD */
+	const char *payload_sha256; /* the body's hash when known (signed) */
 	int head;         /* HEAD: no body expected */
 	lup_buf *sink;    /* 2xx body goes here instead of resp->body */
 } s3_req;
@@ -85,6 +95,23 @@ typedef struct s3_resp {
  * (connect, reset, timeout).  resp must be zeroed; free with s3_resp_free. */
 int s3_do(s3_driver *d, const s3_req *r, s3_resp *resp, lup_error *err);
 void s3_resp_free(s3_resp *resp);
+
+/* Send n (<= S3_PAR) independent requests at once, each on a connection of
+ * its own (n - 1 threads; one round trip instead of n).  rcs[i] and
+ * errs[i] (either may be NULL) get what s3_do returned for reqs[i]; 0 when
+ * every request got an answer, else the first failure's code. */
+/* Run fn(arg) on a thread of its own (or here, when no thread can be had)
+ * until s3_bg_join: lookups that need no answer from each other overlap. */
+typedef struct s3_bg {
+	pthread_t th;
+	int started;
+} s3_bg;
+void s3_bg_start(s3_bg *b, void *(*fn)(void *), void *arg);
+void s3_bg_join(s3_bg *b);
+
+#define S3_PAR 4
+int s3_do_all(s3_driver *d, const s3_req *reqs, s3_resp *resps, int *rcs,
+	      lup_error *errs, size_t n);
 
 /* Map a non-2xx answer to a LUP_E* code with a message naming the server's
  * <Code> (never its <Message>, which RGW leaves empty). */

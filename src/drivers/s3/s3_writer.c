@@ -27,7 +27,7 @@
 
 #include "drivers/s3/s3_internal.h"
 
-enum { W_OPEN, W_COMMITTED, W_CANCELLED };
+enum { W_OPEN, W_COMMITTED, W_CANCELLED, W_PUBLISHED };
 
 #define S3_MAX_JOBS 16
 
@@ -666,6 +666,72 @@ static int w_cancel(lup_writer *lw, lup_error *err)
 	return rc;
 }
 
+/* The content is complete and dst is its own place (layerup/sys/driver.h):
+ * when no part was ever sent, every byte is in buf, and one PutObject
+ * stores the object, its SHA-256 signed (and so checked by the server)
+ * and If-None-Match: * keeping an existing dst.  The multipart upload at
+ * the writer's key stays, empty or holding a stored tail, for the caller's
+ * removal of the upload to abort. */
+static int w_publish(lup_writer *lw, const char *dst, const char *sha256_hex,
+		     lup_error *err)
+{
+	s3_writer *w = (s3_writer *)lw;
+	s3_driver *d = w->d;
+	char hex[65], *key;
+	int rc = 0;
+
+	if (w->state != W_OPEN || w->adopted || w->parts.count || w->njobs ||
+	    w->failed || w->stale_max || w->buf.len == 0)
+		return lup_error_set(err, LUP_EUNSUPPORTED, dst,
+				     "parts were sent: commit and move");
+	s3_sha256_hex(w->buf.data, w->buf.len, hex);
+	if (sha256_hex && strcmp(hex, sha256_hex) != 0)
+		return lup_error_set(err, LUP_EDIGEST_INVALID, dst,
+				     "content hashes to sha256:%s, not "
+				     "sha256:%s", hex, sha256_hex);
+	if (!(key = s3_key(d, dst)))
+		return oom(err);
+	for (int cond = !atomic_load(&d->no_cond_put);; cond = 0) {
+		s3_req r = {.method = "PUT", .key = key, .body = w->buf.data,
+			    .blen = w->buf.len, .payload_sha256 = hex};
+		s3_resp resp = {0};
+		if (cond) {
+			r.hdr[r.nh++] = (s3_kv){"if-none-match", "*"};
+		} else {
+			/* No conditional writes here: look first. */
+			s3_req h = {.method = "HEAD", .key = key, .head = 1};
+			if ((rc = s3_do(d, &h, &resp, err)) == 0 &&
+			    resp.status != 404)
+				rc = resp.status == 200
+					     ? 1
+					     : s3_fail(&resp, "HEAD", dst, err);
+			s3_resp_free(&resp);
+			memset(&resp, 0, sizeof resp);
+			if (rc)
+				break;
+		}
+		int again = 0;
+		if ((rc = s3_do(d, &r, &resp, err)) == 0) {
+			if (resp.status == 200)
+				rc = 0;
+			else if (cond && resp.status == 412)
+				rc = 1; /* dst exists */
+			else if (cond && resp.status == 501)
+				again = 1; /* Swift 2.30's s3api: unconditional */
+			else
+				rc = s3_fail(&resp, "PUT", dst, err);
+		}
+		s3_resp_free(&resp);
+		if (!again)
+			break;
+		atomic_store(&d->no_cond_put, 1);
+	}
+	free(key);
+	if (rc >= 0)
+		w->state = W_PUBLISHED;
+	return rc;
+}
+
 static void w_free(s3_writer *w)
 {
 	while (w->njobs > 0)
@@ -1025,6 +1091,65 @@ int s3_materialize(s3_driver *d, const char *key, const char *id,
 	return rc;
 }
 
+/* The two lookups of a truncating open that run beside its
+ * CreateMultipartUpload (one round trip instead of three). */
+typedef struct {
+	s3_writer *w;
+	lup_strlist ups;
+	int rc_list, rc_del;
+	lup_error err_list, err_del;
+} open_side;
+
+static void *open_side_main(void *arg)
+{
+	open_side *o = arg;
+	s3_writer *w = o->w;
+	lup_strlist two = {0};
+
+	o->rc_list = s3_list_uploads(w->d, w->key, &o->ups, &o->err_list);
+	/* Old content and old tail, in one request. */
+	if (lup_strlist_push(&two, w->key) || lup_strlist_push(&two, w->tail_key))
+		o->rc_del = oom(&o->err_del);
+	else
+		o->rc_del = s3_delete_batch(w->d, &two, 0, 2, &o->err_del);
+	lup_strlist_free(&two);
+	return NULL;
+}
+
+/* Truncate: the old object and tail go, and earlier uploads on this key
+ * are aborted (they would leak: the registry's TODO); the new multipart
+ * upload is created meanwhile and is never one of those aborted. */
+static int open_truncate(s3_writer *w, lup_error *err)
+{
+	open_side o;
+	pthread_t th;
+	int rc, threaded;
+
+	memset(&o, 0, sizeof o);
+	o.w = w;
+	threaded = pthread_create(&th, NULL, open_side_main, &o) == 0;
+	rc = create_upload(w, err);
+	if (threaded)
+		pthread_join(th, NULL);
+	else
+		open_side_main(&o);
+	if (rc == 0 && (o.rc_list || o.rc_del)) {
+		rc = o.rc_list ? o.rc_list : o.rc_del;
+		lup_error_copy(err, o.rc_list ? &o.err_list : &o.err_del);
+	}
+	for (size_t i = 0; rc == 0 && i + 2 < o.ups.count; i += 3)
+		if (strcmp(o.ups.items[i], w->key) == 0 &&
+		    strcmp(o.ups.items[i + 1], w->id) != 0)
+			rc = s3_abort(w->d, w->key, o.ups.items[i + 1], err);
+	lup_strlist_free(&o.ups);
+	if (rc && w->id) {
+		s3_abort(w->d, w->key, w->id, NULL);
+		free(w->id);
+		w->id = NULL;
+	}
+	return rc;
+}
+
 int s3_writer_open(s3_driver *d, const char *path, int append,
 		   lup_writer **out, lup_error *err)
 {
@@ -1038,36 +1163,19 @@ int s3_writer_open(s3_driver *d, const char *path, int append,
 		return oom(err);
 	}
 	w->d = d;
-	w->base.version = LUP_DRIVER_VERSION;
+	w->base.version = LUP_WRITER_VERSION;
 	w->base.write = w_write;
 	w->base.size = w_size;
 	w->base.commit = w_commit;
 	w->base.cancel = w_cancel;
 	w->base.close = w_close;
-	if (append) {
+	w->base.publish = w_publish;
+	if (append == LUP_WRITE_NEW)
+		rc = create_upload(w, err); /* nothing old to clear */
+	else if (append)
 		rc = open_append(w, path, err);
-	} else {
-		/* Truncate: earlier uploads on this key would leak (the
-		 * registry's TODO), so abort them first. */
-		lup_strlist ups = {0};
-		rc = s3_list_uploads(d, w->key, &ups, err);
-		for (size_t i = 0; rc == 0 && i + 2 < ups.count; i += 3)
-			if (strcmp(ups.items[i], w->key) == 0)
-				rc = s3_abort(d, w->key, ups.items[i + 1], err);
-		lup_strlist_free(&ups);
-		if (rc == 0) {
-			/* Old content and old tail, in one request. */
-			lup_strlist two = {0};
-			if (lup_strlist_push(&two, w->key) ||
-			    lup_strlist_push(&two, w->tail_key))
-				rc = oom(err);
-			else
-				rc = s3_delete_batch(d, &two, 0, 2, err);
-			lup_strlist_free(&two);
-		}
-		if (rc == 0)
-			rc = create_upload(w, err);
-	}
+	else
+		rc = open_truncate(w, err);
 	if (rc) {
 		w_free(w);
 		return rc;
