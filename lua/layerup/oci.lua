@@ -11,6 +11,8 @@
 --            headers = { ["content-range"] = "0-9", ... } (lowercase keys),
 --            content_length = n | nil, chunked = bool }
 --   host.body()                   -> read() -> piece | nil (end) | nil, err, partial
+--                                    [, file: the whole body in an open file, which
+--                                    uploads copy with upload:read_from instead]
 --   host.respond(status, headers, body)   body: nil, a string, or an
 --                                          iterator returning pieces then nil
 --   host.send_blob(ctx) -> true   optional fast path for blob GET/HEAD:
@@ -310,8 +312,24 @@ end
 -- Copy the request body into u.  Returns true, or nil, err, gone where
 -- gone says the client went away (every received byte is written).
 local function pump(c, u)
-	local read = c.host.body and c.host.body()
+	local read, file
+	if c.host.body then
+		read, file = c.host.body()
+	end
 	if not read then
+		return true
+	end
+	if file then
+		-- The host has the whole body in a file (nginx's HTTP/2 spooling):
+		-- the engine copies it without Lua strings.
+		local n, werr = u:read_from(file)
+		file:close()
+		if not n then
+			if type(werr) == "table" and werr.code == "SIZE_INVALID" then
+				return nil, { code = "SIZE_INVALID", message = werr.message, status = 413 }
+			end
+			return nil, werr
+		end
 		return true
 	end
 	while true do
