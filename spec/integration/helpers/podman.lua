@@ -42,22 +42,47 @@ local function wrapper(dir)
 		q('mount --bind "$1" "$2" || exit 125; shift 2; exec "$@"'), q(priv), q(cache_target()))
 end
 
+-- Why a containers/image tool cannot get a private blob-info cache here,
+-- or nil (also nil when not root: the cache is under $HOME then).
+local isolation_problem
+function M.isolation_unavailable()
+	if isolation_problem ~= nil then
+		return isolation_problem or nil
+	end
+	isolation_problem = false
+	if is_root() then
+		if not util.have("unshare") then
+			isolation_problem = "unshare (util-linux) missing"
+		else
+			local dir = util.tmpdir("podman-probe")
+			local out, rc = util.run(wrapper(dir) .. "true 2>&1")
+			util.rmrf(dir)
+			if rc ~= 0 then
+				isolation_problem = "cannot bind a private /var/lib/containers in a mount namespace ("
+					.. out:gsub("%s+$", "") .. ")"
+			end
+		end
+	end
+	return isolation_problem or nil
+end
+
+-- The command prefix that runs a containers/image tool (skopeo, podman)
+-- with its blob-info cache under dir, or "" when that is not possible.
+function M.private_cache_prefix(dir)
+	if M.isolation_unavailable() then
+		return ""
+	end
+	return wrapper(dir)
+end
+
 -- Why podman cannot run here (isolated), or nil.
 function M.unavailable()
 	if not util.have("podman") then
 		return "podman not installed (Debian: podman)"
 	end
-	if is_root() then
-		if not util.have("unshare") then
-			return "unshare (util-linux) missing: podman's blob-info cache cannot be kept private"
-		end
-		local dir = util.tmpdir("podman-probe")
-		local out, rc = util.run(wrapper(dir) .. "true 2>&1")
-		util.rmrf(dir)
-		if rc ~= 0 then
-			return "cannot bind a private /var/lib/containers in a mount namespace (" ..
-				out:gsub("%s+$", "") .. "): podman would write the system's blob-info cache"
-		end
+	local why = M.isolation_unavailable()
+	if why then
+		return why .. ": podman would write the system's blob-info cache"
 	end
 	return nil
 end
