@@ -13,6 +13,8 @@
 --   host.body()                   -> read() -> piece | nil (end) | nil, err, partial
 --                                    [, file: the whole body in an open file, which
 --                                    uploads copy with upload:read_from instead]
+--   host.prefetch_body()          optional: take the whole body now (before an
+--                                  upload is opened); host.body() then serves it
 --   host.respond(status, headers, body)   body: nil, a string, or an
 --                                          iterator returning pieces then nil
 --   host.send_blob(ctx) -> true   optional fast path for blob GET/HEAD:
@@ -358,6 +360,16 @@ local function pump(c, u)
 	end
 end
 
+-- A host that takes a body whole before handing it over (nginx's HTTP/2
+-- spooling) reads it here, before an upload is opened: a client that goes
+-- away meanwhile ends the request where no upload is held (else the
+-- aborted request would keep its upload locked until a garbage collection).
+local function prefetch(c)
+	if c.host.prefetch_body then
+		c.host.prefetch_body()
+	end
+end
+
 -- "start-end" (optionally "bytes " / "bytes=" prefixed) -> start, end.
 local function parse_range(s)
 	if type(s) ~= "string" then return nil end
@@ -436,6 +448,9 @@ function H.upload_start(c, name)
 	if q.digest and not check_body(c, name, nil, 0) then
 		return
 	end
+	if q.digest then
+		prefetch(c)
+	end
 	local u, err = app.store:start(name)
 	if not u then
 		return fail_engine(c, err)
@@ -475,6 +490,7 @@ end
 
 -- PATCH: append the body (streamed), honouring Content-Range.
 function H.upload_patch(c, name, uuid)
+	prefetch(c)
 	local u, err = resume(c, name, uuid)
 	if not u then
 		return fail_engine(c, err)
@@ -509,6 +525,7 @@ function H.upload_put(c, name, uuid)
 	if not M.valid_digest(dg) then
 		return fail(c, "DIGEST_INVALID", "invalid digest " .. dg)
 	end
+	prefetch(c)
 	local u, err = resume(c, name, uuid)
 	if not u then
 		return fail_engine(c, err)

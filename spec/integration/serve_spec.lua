@@ -334,6 +334,27 @@ describe("HTTP/2 (serve --http2: h2c, prior knowledge)", function()
 		assert.equal(dg, got)
 	end)
 
+	it("a client that goes away mid-body leaves the upload unlocked and where it was", function()
+		local body = file_of(40 * MiB)
+		local small = file_of(100 * 1024)
+		local loc = start_upload("h2/e")
+		local r = h2(("-X PATCH --data-binary @%s %s"):format(q(small), q(host.h2base .. loc)))
+		assert.equal(202, r.status, r.body)
+		-- killed after about 1 s at 8 MB/s: nginx was still spooling
+		local _, rc = util.run(("timeout 1 curl -s --http2-prior-knowledge --limit-rate 8M -X PATCH --data-binary @%s -o /dev/null %s")
+			:format(q(body), q(host.h2base .. loc)))
+		assert.equal(124, rc)
+		-- every later request on it goes through at once (no 429 LOCKED)
+		for _ = 1, 4 do
+			r = h2(q(host.h2base .. loc))
+			assert.equal(204, r.status, r.body)
+			assert.equal("0-102399", r.headers.range)
+		end
+		r = h2(("-X PATCH --data-binary @%s %s"):format(q(small), q(host.h2base .. loc)))
+		assert.equal(202, r.status, r.body)
+		assert.equal("0-204799", r.headers.range)
+	end)
+
 	it("monolithic POST ?digest= with a small body (kept in memory), a wrong digest refused", function()
 		local body, dg = file_of(100 * 1024)
 		local r = h2(("-X POST --data-binary @%s %s"):format(q(body),

@@ -317,6 +317,16 @@ function M.serve()
 		return cl_reader(sock, content_length)
 	end
 
+	-- HTTP/2: layerup.oci spools the body before it opens the upload (see
+	-- host.body): a client that goes away mid-body then aborts a request
+	-- that holds no upload lock.
+	if h2 then
+		function host.prefetch_body()
+			body_taken = true
+			ngx.req.read_body()
+		end
+	end
+
 	function host.respond(status, rh, body)
 		-- HTTP/2, answered before a small body was read (416, 401, 413
 		-- ...): take the body first.  Otherwise nginx ends the stream
