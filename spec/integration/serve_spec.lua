@@ -243,7 +243,9 @@ describe("HTTP/2 (serve --http2: h2c, prior knowledge)", function()
 		work = util.tmpdir("h2-int")
 		root = work .. "/root"
 		util.mkdirp(root)
-		host = N.start(root, { workers = 2, http2 = true })
+		host = N.start(root, { workers = 2, http2 = true, config = [[
+return { limit = function(repo) if repo:find("^small/") then return 1024 * 1024 end end }
+]] })
 	end)
 
 	lazy_teardown(function()
@@ -353,6 +355,21 @@ describe("HTTP/2 (serve --http2: h2c, prior knowledge)", function()
 		r = h2(("-X PATCH --data-binary @%s %s"):format(q(small), q(host.h2base .. loc)))
 		assert.equal(202, r.status, r.body)
 		assert.equal("0-204799", r.headers.range)
+	end)
+
+	it("the size policy judges a body without Content-Length once it is spooled: 413, nothing stored", function()
+		local body = file_of(2 * MiB)
+		local loc = start_upload("small/h2")
+		local r = host:curl(("--http2-prior-knowledge -X PATCH -T - %s <%s"):format(q(host.h2base .. loc), q(body)))
+		assert.equal(413, r.status, r.body)
+		assert.same({ "SIZE_INVALID" }, N.error_codes(r.body))
+		r = h2(q(host.h2base .. loc))
+		assert.equal(204, r.status)
+		assert.equal("0-0", r.headers.range)
+		local ok = file_of(1000)
+		r = host:curl(("--http2-prior-knowledge -X PATCH -T - %s <%s"):format(q(host.h2base .. loc), q(ok)))
+		assert.equal(202, r.status, r.body)
+		assert.equal("0-999", r.headers.range)
 	end)
 
 	it("monolithic POST ?digest= with a small body (kept in memory), a wrong digest refused", function()

@@ -324,6 +324,19 @@ function M.serve()
 		function host.prefetch_body()
 			body_taken = true
 			ngx.req.read_body()
+			-- A body sent without Content-Length has a known size now:
+			-- the size policy (limit) can judge it before it is stored.
+			if req.content_length == nil then
+				local data = ngx.req.get_body_data()
+				local file = not data and ngx.req.get_body_file()
+				local fh = file and io.open(file, "rb")
+				if data then
+					req.content_length = #data
+				elseif fh then
+					req.content_length = fh:seek("end")
+					fh:close()
+				end
+			end
 		end
 	end
 
