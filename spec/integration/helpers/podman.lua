@@ -84,6 +84,15 @@ function M.unavailable()
 	if why then
 		return why .. ": podman would write the system's blob-info cache"
 	end
+	if not is_root() then
+		-- Rootless podman needs user namespaces and subordinate ids.
+		local dir = util.tmpdir("podman-probe")
+		local out, rc = M.new(dir)("info --format '{{.Host.Arch}}'")
+		util.rmrf(dir)
+		if rc ~= 0 then
+			return "rootless podman does not run here: " .. out:gsub("%s+$", ""):sub(1, 200)
+		end
+	end
 	return nil
 end
 
