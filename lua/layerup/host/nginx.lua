@@ -14,10 +14,11 @@
 -- (docker, skopeo) through the raw socket and the de-chunker below, which
 -- answers `Expect: 100-continue` itself and writes the response by hand
 -- (the connection closes after it); HTTP/2 falls back to nginx's body
--- spooling (read_body): the spooled temp file is copied into the upload
--- with upload:read_from (so an HTTP/2 body is received whole before it
--- reaches the store, and an interrupted one keeps nothing).  A client that goes away mid-body keeps every byte
--- received: the upload is closed at its new size and resumes from there.
+-- spooling (read_body, before the upload is opened): the spooled temp
+-- file is copied into the upload with upload:read_from, so an HTTP/2 body
+-- reaches the store whole or not at all.  Over HTTP/1.1 a client that goes
+-- away mid-body keeps every byte received: the upload is closed at its new
+-- size and resumes from there.
 --
 -- Stateless: every request resumes its upload from storage (any worker,
 -- any machine on shared storage).  The store is opened once per worker,
