@@ -297,6 +297,36 @@ describe("layerup.oci on the " .. dspec.label .. " driver", function()
 			assert.equal(413, r.status)
 			assert.equal("SIZE_INVALID", r.json.errors[1].code)
 		end)
+
+		it("copies a body the host hands over as a file with read_from (HTTP/2 spooling), not the reader", function()
+			local data = ("spooled body "):rep(10000)
+			local uuid = start("f")
+			local r = h:req { method = "PATCH", path = "/v2/f/blobs/uploads/" .. uuid, body = data, file = true,
+				content_length = false, chunked = true }
+			assert.equal(202, r.status, r.body)
+			assert.equal(0, h.reader_calls)
+			assert.equal("0-" .. (#data - 1), r.headers.Range)
+			local dg = sha256(data)
+			r = h:req { method = "PUT", path = "/v2/f/blobs/uploads/" .. uuid, query = { digest = dg } }
+			assert.equal(201, r.status, r.body)
+			r = h:req { path = "/v2/f/blobs/" .. dg }
+			assert.equal(data, r.body)
+			-- monolithic, and the store's size limit through read_from
+			r = h:req { method = "POST", path = "/v2/f/blobs/uploads/", query = { digest = sha256("abc") },
+				body = "abc", file = true }
+			assert.equal(201, r.status, r.body)
+			assert.equal(0, h.reader_calls)
+			store:close()
+			store = assert(layerup.open(d, { retry = false, max_size = 8 }))
+			app = oci.new { store = store }
+			h = fakehost.new(app)
+			uuid = start("f")
+			r = h:req { method = "PATCH", path = "/v2/f/blobs/uploads/" .. uuid, body = ("z"):rep(20),
+				file = true, chunked = true }
+			assert.equal(413, r.status)
+			assert.equal("SIZE_INVALID", r.json.errors[1].code)
+			assert.equal(0, h.reader_calls)
+		end)
 	end)
 
 	describe("blob reads", function()

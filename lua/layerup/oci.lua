@@ -11,6 +11,10 @@
 --            headers = { ["content-range"] = "0-9", ... } (lowercase keys),
 --            content_length = n | nil, chunked = bool }
 --   host.body()                   -> read() -> piece | nil (end) | nil, err, partial
+--                                    [, file: the whole body in an open file, which
+--                                    uploads copy with upload:read_from instead]
+--   host.prefetch_body()          optional: take the whole body now (before an
+--                                  upload is opened); host.body() then serves it
 --   host.respond(status, headers, body)   body: nil, a string, or an
 --                                          iterator returning pieces then nil
 --   host.send_blob(ctx) -> true   optional fast path for blob GET/HEAD:
@@ -310,8 +314,24 @@ end
 -- Copy the request body into u.  Returns true, or nil, err, gone where
 -- gone says the client went away (every received byte is written).
 local function pump(c, u)
-	local read = c.host.body and c.host.body()
+	local read, file
+	if c.host.body then
+		read, file = c.host.body()
+	end
 	if not read then
+		return true
+	end
+	if file then
+		-- The host has the whole body in a file (nginx's HTTP/2 spooling):
+		-- the engine copies it without Lua strings.
+		local n, werr = u:read_from(file)
+		file:close()
+		if not n then
+			if type(werr) == "table" and werr.code == "SIZE_INVALID" then
+				return nil, { code = "SIZE_INVALID", message = werr.message, status = 413 }
+			end
+			return nil, werr
+		end
 		return true
 	end
 	while true do
@@ -337,6 +357,16 @@ local function pump(c, u)
 				return nil, werr
 			end
 		end
+	end
+end
+
+-- A host that takes a body whole before handing it over (nginx's HTTP/2
+-- spooling) reads it here, before an upload is opened: a client that goes
+-- away meanwhile ends the request where no upload is held (else the
+-- aborted request would keep its upload locked until a garbage collection).
+local function prefetch(c)
+	if c.host.prefetch_body then
+		c.host.prefetch_body()
 	end
 end
 
@@ -418,6 +448,9 @@ function H.upload_start(c, name)
 	if q.digest and not check_body(c, name, nil, 0) then
 		return
 	end
+	if q.digest then
+		prefetch(c)
+	end
 	local u, err = app.store:start(name)
 	if not u then
 		return fail_engine(c, err)
@@ -457,6 +490,7 @@ end
 
 -- PATCH: append the body (streamed), honouring Content-Range.
 function H.upload_patch(c, name, uuid)
+	prefetch(c)
 	local u, err = resume(c, name, uuid)
 	if not u then
 		return fail_engine(c, err)
@@ -491,6 +525,7 @@ function H.upload_put(c, name, uuid)
 	if not M.valid_digest(dg) then
 		return fail(c, "DIGEST_INVALID", "invalid digest " .. dg)
 	end
+	prefetch(c)
 	local u, err = resume(c, name, uuid)
 	if not u then
 		return fail_engine(c, err)

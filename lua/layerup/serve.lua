@@ -1,5 +1,5 @@
 -- layerup.serve - `layerup serve ROOT [--listen 127.0.0.1:PORT] [--workers N]
--- [--config FILE.lua] [--log-level LEVEL] [--access-log]`: runs nginx in the
+-- [--config FILE.lua] [--log-level LEVEL] [--access-log] [--http2 ADDR:PORT]`: runs nginx in the
 -- foreground with a generated configuration under a private prefix (its
 -- own pid file, temp paths and logs), serving the OCI distribution API on
 -- ROOT through layerup.host.nginx.  Prints the URL once /v2/ answers;
@@ -28,7 +28,7 @@ end
 
 M.USAGE = [[
 usage: layerup serve ROOT [--listen 127.0.0.1:PORT] [--workers N] [--config FILE.lua]
-                          [--log-level debug|info|notice|warn|error] [--access-log]
+                          [--log-level debug|info|notice|warn|error] [--access-log] [--http2 ADDR:PORT]
 Serves the OCI distribution API (/v2/) on the layerup store at ROOT with nginx.
   --listen     address:port to listen on (default 127.0.0.1:5000)
   --workers    nginx worker processes (default 2)
@@ -37,6 +37,9 @@ Serves the OCI distribution API (/v2/) on the layerup store at ROOT with nginx.
   --access-log write an access log under the private prefix
   --prefix     use this directory for nginx's files (kept afterwards)
   --read-timeout seconds a stalled client may stay silent mid-body (default 60)
+  --http2      also listen on ADDR:PORT for HTTP/2 (h2c: cleartext, prior knowledge;
+               nginx 1.22 cannot serve both on one cleartext port); HTTP/2 request
+               bodies are spooled to a temp file by nginx first
 Needs nginx and libnginx-mod-http-lua (Debian), and `make` (build/luajit/).]]
 
 function M.parse(argv)
@@ -54,6 +57,7 @@ function M.parse(argv)
 		elseif a == "--config" then o.config = val()
 		elseif a == "--log-level" then o.log_level = val()
 		elseif a == "--access-log" then o.access_log = true
+		elseif a == "--http2" then o.http2 = val()
 		elseif a == "--prefix" then o.prefix = val()
 		elseif a == "--read-timeout" then o.read_timeout = tonumber(val())
 		elseif a == "-h" or a == "--help" then o.help = true
@@ -69,6 +73,9 @@ function M.parse(argv)
 	end
 	if not o.listen:match("^[%w%.%-%[%]:]+:%d+$") then
 		error("--listen must be ADDRESS:PORT", 0)
+	end
+	if o.http2 and (not o.http2:match("^[%w%.%-%[%]:]+:%d+$") or o.http2 == o.listen) then
+		error("--http2 must be ADDRESS:PORT, other than --listen", 0)
 	end
 	if not ({ debug = 1, info = 1, notice = 1, warn = 1, error = 1 })[o.log_level] then
 		error("--log-level must be debug, info, notice, warn or error", 0)
@@ -121,6 +128,12 @@ function M.config(o)
 	add("    server {")
 	-- reuseport: the kernel spreads connections over the workers.
 	add("        listen %s reuseport;", o.listen)
+	-- HTTP/2 on its own port: a cleartext `listen ... http2` of nginx 1.22
+	-- speaks h2c only (prior knowledge; 1.25 tells them apart).  Request
+	-- bodies then go through nginx's spooling (see layerup.host.nginx).
+	if o.http2 then
+		add("        listen %s reuseport http2;", o.http2)
+	end
 	add("        server_name _;")
 	add("        client_max_body_size 0;")
 	add("        client_body_buffer_size 1m;")
@@ -183,6 +196,9 @@ function M.run(argv, top)
 	-- otherwise use nobody, who cannot write the store).
 	if capture("id -u") == "0" then
 		o.user = capture("stat -c '%U %G' " .. q(o.root))
+		-- They must reach the temp paths under the prefix (mktemp makes
+		-- it 0700): nginx spools HTTP/2 and large manifest bodies there.
+		os.execute("chmod go+x " .. q(o.prefix))
 	end
 	local conf = o.prefix .. "/nginx.conf"
 	local f = assert(io.open(conf, "w"))
@@ -200,7 +216,7 @@ trap stop TERM INT HUP
 i=0
 while kill -0 $npid 2>/dev/null; do
 	if curl -s -o /dev/null --max-time 1 %s; then
-		echo "layerup: serving %s at %s (nginx pid $npid, prefix %s)"
+		echo "layerup: serving %s at %s (nginx pid $npid, prefix %s)"%s
 		break
 	fi
 	i=$((i+1)); [ $i -gt 100 ] && break
@@ -216,7 +232,9 @@ echo "layerup serve: nginx exited with status $rc (see %s/error.log)" >&2
 %s
 exit $rc
 ]]):format(q(o.prefix), q(conf), q(o.prefix), own_prefix and ("rm -rf " .. q(o.prefix) .. ";") or "",
-		q(url), o.root, url, o.prefix, M.getpid(), o.prefix,
+		q(url), o.root, url, o.prefix,
+		o.http2 and ("\n\t\techo " .. q("layerup: HTTP/2 (h2c, prior knowledge) at http://" .. o.http2 .. "/v2/")) or "",
+		M.getpid(), o.prefix,
 		own_prefix and ("rm -rf " .. q(o.prefix)) or "")
 	io.stdout:flush()
 	local okx, _, code = os.execute("exec sh -c " .. q(script))

@@ -6,7 +6,7 @@ local oci = require "layerup.oci"
 local M = {}
 
 -- fakehost.new(app) -> h;  h:req{method=, path=, query=, headers=, body=,
--- pieces=, fail_after=} -> {status, headers, body}
+-- pieces=, fail_after=, file=} -> {status, headers, body}
 function M.new(app)
 	local h = { app = app, logs = {}, slept = 0 }
 
@@ -40,7 +40,17 @@ function M.new(app)
 				return nil
 			end
 			local i = 0
+			-- r.file: also hand the body over as an open file (like nginx's
+			-- HTTP/2 spooling); h.reader_calls counts uses of the reader.
+			local fh
+			if r.file and r.body then
+				fh = assert(io.tmpfile())
+				fh:write(r.body)
+				fh:seek("set", 0)
+			end
+			h.reader_calls = 0
 			return function()
+				h.reader_calls = h.reader_calls + 1
 				i = i + 1
 				local p = pieces[i]
 				if p == nil then
@@ -50,7 +60,7 @@ function M.new(app)
 					return nil
 				end
 				return p
-			end
+			end, fh
 		end
 		function host.respond(status, hdrs, body)
 			res.status = status

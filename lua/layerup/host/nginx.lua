@@ -14,8 +14,11 @@
 -- (docker, skopeo) through the raw socket and the de-chunker below, which
 -- answers `Expect: 100-continue` itself and writes the response by hand
 -- (the connection closes after it); HTTP/2 falls back to nginx's body
--- spooling (read_body).  A client that goes away mid-body keeps every byte
--- received: the upload is closed at its new size and resumes from there.
+-- spooling (read_body, before the upload is opened): the spooled temp
+-- file is copied into the upload with upload:read_from, so an HTTP/2 body
+-- reaches the store whole or not at all.  Over HTTP/1.1 a client that goes
+-- away mid-body keeps every byte received: the upload is closed at its new
+-- size and resumes from there.
 --
 -- Stateless: every request resumes its upload from storage (any worker,
 -- any machine on shared storage).  The store is opened once per worker,
@@ -250,10 +253,12 @@ function M.serve()
 	local req = { method = method, path = path, query = query, headers = headers,
 		content_length = not chunked and content_length or nil, chunked = chunked }
 	local raw -- the raw socket once the chunked path took it
+	local body_taken -- host.body() was called
 	local h2 = ngx.req.http_version() == 2
 
 	local host = {}
 	function host.body()
+		body_taken = true
 		if chunked and not h2 then
 			local sock, err = ngx.req.socket(true)
 			if not sock then
@@ -265,30 +270,43 @@ function M.serve()
 			end
 			return chunked_reader(sock)
 		end
-		if h2 or (chunked and h2) then
-			-- HTTP/2: nginx spools the body; read it back in pieces.
+		if h2 then
+			-- HTTP/2: ngx.req.socket() raises "http v2 not supported yet"
+			-- on 0.10.23, so nginx de-frames the body and spools it (in
+			-- memory up to client_body_buffer_size, else to a temp file
+			-- under client_body_temp_path).  A small body is one piece; a
+			-- spooled one is handed over as an open file, which pump()
+			-- copies with upload:read_from (C buffers, no Lua strings),
+			-- and which the reader below also serves piece by piece.
 			ngx.req.read_body()
 			local data = ngx.req.get_body_data()
-			local file = not data and ngx.req.get_body_file()
-			local fh = file and io.open(file, "rb")
+			if data then
+				local given = false
+				return function()
+					if given then return nil end
+					given = true
+					return data
+				end
+			end
+			local file = ngx.req.get_body_file()
+			if not file then
+				return nil -- no body
+			end
+			local fh, ferr = io.open(file, "rb")
+			if not fh then
+				return function() return nil, "spooled body " .. file .. ": " .. tostring(ferr) end
+			end
 			local done = false
 			return function(max)
 				if done then return nil end
-				if data then
-					done = true
-					return data
-				end
-				if not fh then
-					done = true
-					return nil
-				end
 				local piece = fh:read(max or PIECE)
 				if not piece then
-					fh:close()
 					done = true
+					fh:close()
+					return nil
 				end
 				return piece
-			end
+			end, fh
 		end
 		if not content_length or content_length == 0 then
 			return nil
@@ -300,7 +318,40 @@ function M.serve()
 		return cl_reader(sock, content_length)
 	end
 
+	-- HTTP/2: layerup.oci spools the body before it opens the upload (see
+	-- host.body): a client that goes away mid-body then aborts a request
+	-- that holds no upload lock.
+	if h2 then
+		function host.prefetch_body()
+			body_taken = true
+			ngx.req.read_body()
+			-- A body sent without Content-Length has a known size now:
+			-- the size policy (limit) can judge it before it is stored.
+			if req.content_length == nil then
+				local data = ngx.req.get_body_data()
+				local file = not data and ngx.req.get_body_file()
+				local fh = file and io.open(file, "rb")
+				if data then
+					req.content_length = #data
+				elseif fh then
+					req.content_length = fh:seek("end")
+					fh:close()
+				end
+			end
+		end
+	end
+
 	function host.respond(status, rh, body)
+		-- HTTP/2, answered before a small body was read (416, 401, 413
+		-- ...): take the body first.  Otherwise nginx ends the stream
+		-- with RST_STREAM NO_ERROR while the client may still be sending,
+		-- which is allowed but which clients such as curl 7.88 report as
+		-- a failure (error 92) instead of giving the response.
+		if h2 and not body_taken and content_length and content_length > 0
+			and content_length <= 1024 * 1024 then
+			body_taken = true
+			ngx.req.read_body()
+		end
 		if settings.conf.worker_header then -- tests: which worker answered
 			rh["X-Layerup-Worker"] = tostring(ngx.worker.pid())
 		end

@@ -29,7 +29,8 @@ function M.unavailable()
 	return nil
 end
 
--- start(root, {workers=, config=(Lua source), read_timeout=}) -> host
+-- start(root, {workers=, config=(Lua source), read_timeout=, http2=true}) -> host
+-- (http2: a second listener speaking h2c at host.h2base)
 function M.start(root, opts)
 	opts = opts or {}
 	local self = setmetatable({ root = root, dir = util.tmpdir("nginx") }, M)
@@ -46,11 +47,27 @@ function M.start(root, opts)
 	for _ = 1, 5 do
 		self.port = R.free_port()
 		self.base = "http://127.0.0.1:" .. self.port
+		local h2 = ""
+		if opts.http2 then
+			-- (not R.free_port again: it reseeds from the clock and would
+			-- answer the same port within the second)
+			for _ = 1, 200 do
+				local p = math.random(20000, 59999)
+				local _, rc = util.run("curl -s -o /dev/null --max-time 1 http://127.0.0.1:" .. p .. "/ 2>/dev/null")
+				if p ~= self.port and rc == 7 then
+					self.h2port = p
+					break
+				end
+			end
+			assert(self.h2port, "no free port for HTTP/2")
+			self.h2base = "http://127.0.0.1:" .. self.h2port
+			h2 = " --http2 127.0.0.1:" .. self.h2port
+		end
 		local pidfile = self.dir .. "/serve.pid"
 		os.remove(pidfile)
 		local cmd = ("%s %s serve %s --listen 127.0.0.1:%d --workers %d --prefix %s --log-level info%s%s")
 			:format(lua, q(bin), q(root), self.port, opts.workers or 2, q(self.prefix), cfg,
-				opts.read_timeout and (" --read-timeout " .. opts.read_timeout) or "")
+				(opts.read_timeout and (" --read-timeout " .. opts.read_timeout) or "") .. h2)
 		util.must(("sh -c %s"):format(q(cmd .. " >" .. q(self.dir .. "/serve.log") .. " 2>&1 </dev/null & echo $! >"
 			.. q(pidfile))))
 		self.pid = tonumber(util.read_file(pidfile))

@@ -59,6 +59,57 @@ function M.generate(dir, sizes, tag)
 	return img
 end
 
+M.TAR_GZIP_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+-- Write an image layout whose layers are real gzip'd tar archives (what
+-- podman must unpack into its storage): layer i holds one file of sizes[i]
+-- random bytes (size 0: an empty archive).  The config's diff_ids are the
+-- digests of the uncompressed archives.  Returns what generate returns,
+-- plus diff_ids.
+function M.generate_tar(dir, sizes, tag)
+	tag = tag or "latest"
+	util.mkdirp(dir .. "/blobs/sha256")
+	util.write_file(dir .. "/oci-layout", '{"imageLayoutVersion":"1.0.0"}')
+	local img = { dir = dir, tag = tag, layers = {}, blobs = {}, diff_ids = {} }
+	local descs = {}
+	local work = util.tmpdir("tarlayer")
+	for i, n in ipairs(sizes) do
+		local src = work .. "/l" .. i
+		util.mkdirp(src)
+		if n > 0 then
+			util.must(("head -c %d /dev/urandom >%s"):format(n, util.q(src .. "/file" .. i)))
+		end
+		local tar = work .. "/l" .. i .. ".tar"
+		util.must(("tar --numeric-owner --owner=0 --group=0 --mtime=@0 -cf %s -C %s ."):format(util.q(tar), util.q(src)))
+		img.diff_ids[i] = util.sha256_file(tar)
+		util.must(("gzip -n -1 %s"):format(util.q(tar)))
+		local digest = util.sha256_file(tar .. ".gz")
+		local path = dir .. "/blobs/sha256/" .. digest:sub(8)
+		util.must(("mv %s %s"):format(util.q(tar .. ".gz"), util.q(path)))
+		local b = { digest = digest, size = util.size(path), path = path, media_type = M.TAR_GZIP_TYPE }
+		img.layers[i] = b
+		descs[i] = ('{"mediaType":"%s","digest":"%s","size":%d}'):format(b.media_type, b.digest, b.size)
+	end
+	util.rmrf(work)
+	local config = ('{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["%s"]}}')
+		:format(table.concat(img.diff_ids, '","'))
+	img.config = put_blob(dir, config)
+	img.config.media_type = M.CONFIG_TYPE
+	local manifest = ('{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"%s","digest":"%s","size":%d},"layers":[%s]}')
+		:format(M.MANIFEST_TYPE, M.CONFIG_TYPE, img.config.digest, img.config.size, table.concat(descs, ","))
+	img.manifest = put_blob(dir, manifest)
+	img.manifest.media_type = M.MANIFEST_TYPE
+	img.manifest.bytes = manifest
+	util.write_file(dir .. "/index.json",
+		('{"schemaVersion":2,"manifests":[{"mediaType":"%s","digest":"%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}')
+		:format(M.MANIFEST_TYPE, img.manifest.digest, img.manifest.size, tag))
+	img.blobs[1] = img.config
+	for i, b in ipairs(img.layers) do
+		img.blobs[i + 1] = b
+	end
+	return img
+end
+
 -- Read a layout: the manifest tagged `tag` and every blob it names, each
 -- with its digest as recorded and the sha256 of the stored file.
 function M.read(dir, tag)

@@ -1,6 +1,8 @@
 -- Runs skopeo against the local test registry with an isolated
 -- environment: its own HOME/XDG dirs, a permissive policy.json, an empty
--- registries.conf, plain HTTP to 127.0.0.1 and no auth.
+-- registries.conf, plain HTTP to 127.0.0.1 and no auth; as root, also its
+-- own blob-info cache (helpers/podman.lua: a private mount namespace)
+-- where that is possible.
 
 local util = require "integration.helpers.util"
 local q = util.q
@@ -25,6 +27,7 @@ function M.new(dir)
 		:format(q(dir .. "/home"), q(dir .. "/run"), q(dir .. "/config"), q(dir .. "/registries.conf"),
 			q(dir .. "/auth.json"))
 	util.write_file(dir .. "/auth.json", '{"auths":{}}')
+	env = env .. " " .. require("integration.helpers.podman").private_cache_prefix(dir)
 	local base = ("%s skopeo --command-timeout 300s --policy %s --registries.d %s --tmpdir %s")
 		:format(env, q(dir .. "/policy.json"), q(dir .. "/registries.d"), q(dir .. "/tmp"))
 
