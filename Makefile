@@ -149,6 +149,8 @@ torture: deps
 #   PKGCONFIGDIR $(CLIBDIR)/pkgconfig        layerup.pc
 #   LUADIR      $(PREFIX)/share/lua/5.4      layerup/*.lua (LuaRocks' LUADIR)
 #   LIBDIR      $(PREFIX)/lib/lua/5.4        layerup/core.so (LuaRocks' LIBDIR)
+#   JITLIBDIR   $(PREFIX)/lib/lua/5.1        layerup/core.so built for LuaJIT
+#                                            (nginx: `layerup serve`)
 #   MANDIR      $(PREFIX)/share/man          man1/layerup.1
 #   BASHCOMPDIR $(PREFIX)/share/bash-completion/completions   layerup
 # DESTDIR is prepended to every path (staged installs, packaging).
@@ -159,6 +161,7 @@ CLIBDIR      ?= $(PREFIX)/lib
 PKGCONFIGDIR ?= $(CLIBDIR)/pkgconfig
 LUADIR       ?= $(PREFIX)/share/lua/5.4
 LIBDIR       ?= $(PREFIX)/lib/lua/5.4
+JITLIBDIR    ?= $(PREFIX)/lib/lua/5.1
 MANDIR       ?= $(PREFIX)/share/man
 BASHCOMPDIR  ?= $(PREFIX)/share/bash-completion/completions
 INSTALL      ?= install
@@ -194,20 +197,23 @@ install-lib: lib
 
 # The Lua module, the policy modules and the command (also what the
 # LuaRocks rockspec installs).  bin/layerup learns where its modules are.
-install-lua: lib
-	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/layerup $(DESTDIR)$(BINDIR)
+# The LuaJIT build goes to JITLIBDIR: `layerup serve` points nginx there.
+install-lua: lib $(BUILD)/luajit/layerup/core.so
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/layerup $(DESTDIR)$(JITLIBDIR)/layerup $(DESTDIR)$(BINDIR)
 	$(INSTALL) -m 755 $(BUILD)/layerup/core.so $(DESTDIR)$(LIBDIR)/layerup/
+	$(INSTALL) -m 755 $(BUILD)/luajit/layerup/core.so $(DESTDIR)$(JITLIBDIR)/layerup/
 	for m in $(LUA_MODS); do \
 		$(INSTALL) -D -m 644 lua/$$m $(DESTDIR)$(LUADIR)/$$m || exit 1; \
 	done
 	sed -e 's|^local INSTALLED_LUADIR, INSTALLED_LIBDIR = nil, nil$$|local INSTALLED_LUADIR, INSTALLED_LIBDIR = "$(LUADIR)", "$(LIBDIR)"|' \
+	    -e 's|^local INSTALLED_JITLIBDIR = nil |local INSTALLED_JITLIBDIR = "$(JITLIBDIR)" |' \
 	    bin/layerup >$(DESTDIR)$(BINDIR)/layerup
 	chmod 755 $(DESTDIR)$(BINDIR)/layerup
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/layerup
 	rm -f $(DESTDIR)$(MANDIR)/man1/layerup.1 $(DESTDIR)$(BASHCOMPDIR)/layerup
-	rm -f $(DESTDIR)$(LIBDIR)/layerup/core.so
+	rm -f $(DESTDIR)$(LIBDIR)/layerup/core.so $(DESTDIR)$(JITLIBDIR)/layerup/core.so
 	for m in $(LUA_MODS); do rm -f $(DESTDIR)$(LUADIR)/$$m; done
 	rm -f $(DESTDIR)$(CLIBDIR)/liblayerup.a \
 	      $(DESTDIR)$(CLIBDIR)/liblayerup.so \
@@ -217,8 +223,9 @@ uninstall:
 	      $(DESTDIR)$(INCLUDEDIR)/layerup.h
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(PUB_HDRS:include/%=%) $(SYS_HDRS:include/%=%))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/layerup/sys $(DESTDIR)$(INCLUDEDIR)/layerup \
-	       $(DESTDIR)$(LIBDIR)/layerup $(DESTDIR)$(LUADIR)/layerup/middleware \
+	       $(DESTDIR)$(LIBDIR)/layerup $(DESTDIR)$(JITLIBDIR)/layerup $(DESTDIR)$(LUADIR)/layerup/middleware \
 	       $(DESTDIR)$(LUADIR)/layerup/cli/commands $(DESTDIR)$(LUADIR)/layerup/cli \
+	       $(DESTDIR)$(LUADIR)/layerup/host \
 	       $(DESTDIR)$(LUADIR)/layerup 2>/dev/null
 
 clean:
