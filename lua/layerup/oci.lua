@@ -22,6 +22,9 @@
 --                                  elsewhere, e.g. in a worker thread, so the
 --                                  gap re-hash, verify and move block no
 --                                  event loop; returns {digest, size} | nil, err
+--   host.prepare(repo, uuid)      optional, before every resume: e.g. re-hash
+--                                  a long gap (data past its newest hash
+--                                  state, after a crash) elsewhere first
 --   host.sync(repo, uuid)         optional, with opts.patch_store: make the
 --                                  (closed) upload's bytes durable elsewhere
 --                                  (a worker thread); true | nil, err
@@ -303,6 +306,9 @@ end
 local function resume(c, name, uuid, store)
 	local waited, delay = 0, 0.05
 	store = store or c.app.store
+	if c.host.prepare then
+		c.host.prepare(name, uuid)
+	end
 	while true do
 		local u, err = store:resume(name, uuid)
 		if u or type(err) ~= "table" or err.code ~= "LOCKED" or not c.host.sleep

@@ -50,6 +50,7 @@ local ngx = ngx
 local PIECE = 64 * 1024
 
 local settings = {} -- from init (master, before the fork)
+local layerup_core  -- layerup (valid_repo, valid_uuid)
 local app           -- per worker
 
 local function log_level(name)
@@ -246,7 +247,7 @@ function M.init(opts)
 	settings.purge = purge_settings(settings.conf)
 	settings.purge_socket = opts.purge_socket or settings.conf.purge_socket
 	-- Load the modules in the master: shared copy-on-write by the workers.
-	require "layerup"
+	layerup_core = require "layerup"
 	require "layerup.oci"
 end
 
@@ -313,8 +314,8 @@ end
 
 local purge_running = false
 
-local function purge_summary(how, started, res, err)
-	local f = { how = how, older_than = settings.purge.older_than,
+local function purge_summary(how, started, res, err, timer)
+	local f = { how = how, older_than = settings.purge.older_than, timer_worker = timer,
 		duration_ms = math.floor((ngx.now() - started) * 1000 + 0.5) }
 	if res then
 		f.purged = #res
@@ -326,21 +327,21 @@ local function purge_summary(how, started, res, err)
 end
 
 -- Run the purge here (a request in a content phase: in a thread).
-local function purge_now()
+local function purge_now(timer)
 	ngx.update_time()
 	local started = ngx.now()
 	local older = settings.purge.older_than
 	if threads_on() and ngx.get_phase() == "content" then
 		local ok, done, res = in_thread("purge", older)
 		if ok then
-			purge_summary("thread", started, done and res or nil, not done and res or nil)
+			purge_summary("thread", started, done and res or nil, not done and res or nil, timer)
 			return done
 		end
 		ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): purging inline")
 	end
 	local a = open_app()
 	local res, err = a.store:purge { older_than = older }
-	purge_summary("inline", started, res, err)
+	purge_summary("inline", started, res, err, timer)
 	return res ~= nil
 end
 
@@ -350,7 +351,7 @@ function M.purge_request()
 		ngx.status = 404
 		return ngx.exit(ngx.HTTP_OK)
 	end
-	local ok = purge_now()
+	local ok = purge_now(tonumber(ngx.var.arg_worker)) -- the timer's worker
 	ngx.status = ok and 200 or 500
 	ngx.header["Content-Type"] = "text/plain"
 	ngx.print(ok and "purged\n" or "purge failed\n")
@@ -369,8 +370,9 @@ local function purge_tick(premature)
 	purge_running = true
 	local ok, err = pcall(function()
 		local sockpath = settings.purge_socket
+		local me = ngx.worker.pid()
 		if not sockpath then
-			purge_now()
+			purge_now(me)
 			return
 		end
 		local sock = ngx.socket.tcp()
@@ -378,10 +380,10 @@ local function purge_tick(premature)
 		local cok, cerr = sock:connect(sockpath)
 		if not cok then
 			ngx.log(ngx.WARN, "layerup: purge: cannot reach ", sockpath, " (", tostring(cerr), "): purging inline")
-			purge_now()
+			purge_now(me)
 			return
 		end
-		sock:send("POST /_layerup/purge HTTP/1.0\r\nHost: layerup\r\nContent-Length: 0\r\n\r\n")
+		sock:send("POST /_layerup/purge?worker=" .. me .. " HTTP/1.0\r\nHost: layerup\r\nContent-Length: 0\r\n\r\n")
 		local line = sock:receive("*l")
 		sock:close()
 		if not (line and line:find("^HTTP/%d%.%d 200")) then
@@ -688,6 +690,38 @@ function M.serve()
 		return nil, res
 	end
 
+	-- A resume re-hashes the data past the newest hash state (a worker
+	-- killed mid-PATCH leaves up to the whole body unhashed): when that gap
+	-- is longer than inline_finish, resume + close in a thread first (it
+	-- re-hashes and saves a state at the full size), so the resume below
+	-- is exact.  Costs a stat and a listing on the filesystem driver.
+	function host.prepare(repo, uuid)
+		if not threads_on() or not layerup_core.valid_repo(repo) or not layerup_core.valid_uuid(uuid) then
+			return
+		end
+		local d = a.driver
+		local base = "/docker/registry/v2/repositories/" .. repo .. "/_uploads/" .. uuid
+		local st = d and d:stat(base .. "/data")
+		if not st or st.dir then
+			return
+		end
+		local newest = 0
+		for _, p in ipairs(d:list(base .. "/hashstates/sha256") or {}) do
+			local off = tonumber(p:match("/(%d+)$") or "")
+			if off and off > newest and off <= st.size then newest = off end
+		end
+		if st.size - newest <= (settings.conf.inline_finish or 4 * 1024 * 1024) then
+			return
+		end
+		local ok, done, res = in_thread("sync", repo, uuid)
+		if ok and done then
+			ngx.log(ngx.INFO, "layerup: re-hashed ", st.size - newest, " bytes in a worker thread repo=",
+				repo, " uuid=", uuid)
+		elseif ok and type(res) == "table" and res.code ~= "LOCKED" then
+			ngx.log(ngx.WARN, "layerup: re-hash in a worker thread failed: ", tostring(res.message))
+		end
+	end
+
 	-- With fsync on: make a body written through the store without fsync
 	-- durable (resume + close on the fsync store: the data file, its
 	-- directory) in a worker thread, retrying a LOCKED upload like oci.
@@ -704,6 +738,7 @@ function M.serve()
 					return u:close()
 				end
 				if done then
+					ngx.log(ngx.INFO, "layerup: synced in a worker thread repo=", repo, " uuid=", uuid)
 					return true
 				end
 				if type(res) ~= "table" or res.code ~= "LOCKED" or waited >= (a.lock_wait or 2) then
