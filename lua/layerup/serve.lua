@@ -175,7 +175,7 @@ function M.run(argv, top, installed)
 		io.stderr:write("layerup serve: the nginx Lua module is missing (Debian: libnginx-mod-http-lua)\n")
 		return 1
 	end
-	if installed and installed.luadir and not os.getenv("BUILD") then
+	if installed and installed.luadir then
 		o.luadir, o.jitdir = installed.luadir, installed.jitdir
 		if not o.jitdir or not exists(o.jitdir .. "/layerup/core.so") then
 			io.stderr:write("layerup serve: ", tostring(o.jitdir),
