@@ -150,6 +150,7 @@ torture: deps
 #   LUADIR      $(PREFIX)/share/lua/5.4      layerup/*.lua (LuaRocks' LUADIR)
 #   LIBDIR      $(PREFIX)/lib/lua/5.4        layerup/core.so (LuaRocks' LIBDIR)
 #   JITLIBDIR   $(PREFIX)/lib/lua/5.1        layerup/core.so built for LuaJIT
+#                                            (default: LIBDIR's parent + /5.1)
 #                                            (nginx: `layerup serve`)
 #   MANDIR      $(PREFIX)/share/man          man1/layerup.1
 #   BASHCOMPDIR $(PREFIX)/share/bash-completion/completions   layerup
@@ -161,7 +162,8 @@ CLIBDIR      ?= $(PREFIX)/lib
 PKGCONFIGDIR ?= $(CLIBDIR)/pkgconfig
 LUADIR       ?= $(PREFIX)/share/lua/5.4
 LIBDIR       ?= $(PREFIX)/lib/lua/5.4
-JITLIBDIR    ?= $(PREFIX)/lib/lua/5.1
+# Next to LIBDIR (a LuaRocks-style LIBDIR=.../clua gives .../5.1).
+JITLIBDIR    ?= $(patsubst %/,%,$(dir $(LIBDIR)))/5.1
 MANDIR       ?= $(PREFIX)/share/man
 BASHCOMPDIR  ?= $(PREFIX)/share/bash-completion/completions
 INSTALL      ?= install

@@ -121,7 +121,7 @@ end
 local function utc_now()
 	local t = ngx.now()
 	local s = math.floor(t)
-	return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(math.floor((t - s) * 1000 + 0.5) % 1000)
+	return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(math.floor((t - s) * 1000))
 end
 
 -- Plain copies (a field may be a table the engine reuses).
