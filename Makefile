@@ -200,10 +200,15 @@ install-lib: lib
 # The Lua module, the policy modules and the command (also what the
 # LuaRocks rockspec installs).  bin/layerup learns where its modules are.
 # The LuaJIT build goes to JITLIBDIR: `layerup serve` points nginx there.
-install-lua: lib $(BUILD)/luajit/layerup/core.so
-	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/layerup $(DESTDIR)$(JITLIBDIR)/layerup $(DESTDIR)$(BINDIR)
+# Without LuaJIT's headers (a LuaRocks install for Lua 5.4 only) it is left
+# out, and `layerup serve` says so.
+HAVE_LUAJIT := $(shell pkg-config --exists luajit 2>/dev/null && echo 1 || \
+		 { test -f /usr/include/luajit-2.1/lua.h && echo 1; })
+install-lua: lib $(if $(HAVE_LUAJIT),$(BUILD)/luajit/layerup/core.so)
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/layerup $(DESTDIR)$(BINDIR)
 	$(INSTALL) -m 755 $(BUILD)/layerup/core.so $(DESTDIR)$(LIBDIR)/layerup/
-	$(INSTALL) -m 755 $(BUILD)/luajit/layerup/core.so $(DESTDIR)$(JITLIBDIR)/layerup/
+	$(if $(HAVE_LUAJIT),$(INSTALL) -D -m 755 $(BUILD)/luajit/layerup/core.so \
+		$(DESTDIR)$(JITLIBDIR)/layerup/core.so,@echo "install-lua: no LuaJIT headers: the LuaJIT build (layerup serve) is not installed")
 	for m in $(LUA_MODS); do \
 		$(INSTALL) -D -m 644 lua/$$m $(DESTDIR)$(LUADIR)/$$m || exit 1; \
 	done
