@@ -155,6 +155,9 @@ torture: deps
 #   PKGCONFIGDIR $(CLIBDIR)/pkgconfig        layerup.pc
 #   LUADIR      $(PREFIX)/share/lua/5.4      layerup/*.lua (LuaRocks' LUADIR)
 #   LIBDIR      $(PREFIX)/lib/lua/5.4        layerup/core.so (LuaRocks' LIBDIR)
+#   JITLIBDIR   $(PREFIX)/lib/lua/5.1        layerup/core.so built for LuaJIT
+#                                            (default: LIBDIR's parent + /5.1)
+#                                            (nginx: `layerup serve`)
 #   MANDIR      $(PREFIX)/share/man          man1/layerup.1
 #   BASHCOMPDIR $(PREFIX)/share/bash-completion/completions   layerup
 # DESTDIR is prepended to every path (staged installs, packaging).
@@ -165,6 +168,8 @@ CLIBDIR      ?= $(PREFIX)/lib
 PKGCONFIGDIR ?= $(CLIBDIR)/pkgconfig
 LUADIR       ?= $(PREFIX)/share/lua/5.4
 LIBDIR       ?= $(PREFIX)/lib/lua/5.4
+# Next to LIBDIR (a LuaRocks-style LIBDIR=.../clua gives .../5.1).
+JITLIBDIR    ?= $(patsubst %/,%,$(dir $(LIBDIR)))/5.1
 MANDIR       ?= $(PREFIX)/share/man
 BASHCOMPDIR  ?= $(PREFIX)/share/bash-completion/completions
 INSTALL      ?= install
@@ -200,20 +205,28 @@ install-lib: lib
 
 # The Lua module, the policy modules and the command (also what the
 # LuaRocks rockspec installs).  bin/layerup learns where its modules are.
-install-lua: lib
+# The LuaJIT build goes to JITLIBDIR: `layerup serve` points nginx there.
+# Without LuaJIT's headers (a LuaRocks install for Lua 5.4 only) it is left
+# out, and `layerup serve` says so.
+HAVE_LUAJIT := $(shell pkg-config --exists luajit 2>/dev/null && echo 1 || \
+		 { test -f /usr/include/luajit-2.1/lua.h && echo 1; })
+install-lua: lib $(if $(HAVE_LUAJIT),$(BUILD)/luajit/layerup/core.so)
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/layerup $(DESTDIR)$(BINDIR)
 	$(INSTALL) -m 755 $(BUILD)/layerup/core.so $(DESTDIR)$(LIBDIR)/layerup/
+	$(if $(HAVE_LUAJIT),$(INSTALL) -D -m 755 $(BUILD)/luajit/layerup/core.so \
+		$(DESTDIR)$(JITLIBDIR)/layerup/core.so,@echo "install-lua: no LuaJIT headers: the LuaJIT build (layerup serve) is not installed")
 	for m in $(LUA_MODS); do \
 		$(INSTALL) -D -m 644 lua/$$m $(DESTDIR)$(LUADIR)/$$m || exit 1; \
 	done
 	sed -e 's|^local INSTALLED_LUADIR, INSTALLED_LIBDIR = nil, nil$$|local INSTALLED_LUADIR, INSTALLED_LIBDIR = "$(LUADIR)", "$(LIBDIR)"|' \
+	    -e 's|^local INSTALLED_JITLIBDIR = nil |local INSTALLED_JITLIBDIR = "$(JITLIBDIR)" |' \
 	    bin/layerup >$(DESTDIR)$(BINDIR)/layerup
 	chmod 755 $(DESTDIR)$(BINDIR)/layerup
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/layerup
 	rm -f $(DESTDIR)$(MANDIR)/man1/layerup.1 $(DESTDIR)$(BASHCOMPDIR)/layerup
-	rm -f $(DESTDIR)$(LIBDIR)/layerup/core.so
+	rm -f $(DESTDIR)$(LIBDIR)/layerup/core.so $(DESTDIR)$(JITLIBDIR)/layerup/core.so
 	for m in $(LUA_MODS); do rm -f $(DESTDIR)$(LUADIR)/$$m; done
 	rm -f $(DESTDIR)$(CLIBDIR)/liblayerup.a \
 	      $(DESTDIR)$(CLIBDIR)/liblayerup.so \
@@ -223,8 +236,9 @@ uninstall:
 	      $(DESTDIR)$(INCLUDEDIR)/layerup.h
 	rm -f $(addprefix $(DESTDIR)$(INCLUDEDIR)/,$(PUB_HDRS:include/%=%) $(SYS_HDRS:include/%=%))
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/layerup/sys $(DESTDIR)$(INCLUDEDIR)/layerup \
-	       $(DESTDIR)$(LIBDIR)/layerup $(DESTDIR)$(LUADIR)/layerup/middleware \
+	       $(DESTDIR)$(LIBDIR)/layerup $(DESTDIR)$(JITLIBDIR)/layerup $(DESTDIR)$(LUADIR)/layerup/middleware \
 	       $(DESTDIR)$(LUADIR)/layerup/cli/commands $(DESTDIR)$(LUADIR)/layerup/cli \
+	       $(DESTDIR)$(LUADIR)/layerup/host \
 	       $(DESTDIR)$(LUADIR)/layerup 2>/dev/null
 
 clean:

@@ -34,7 +34,17 @@ return {
 	end,
 	max_size = 16 * 1024 * 1024 * 1024,
 
-	-- Uploads idle longer than this are gone on resume, and purged.
-	max_age = 7 * 86400,
-	purge = { every = 3600, older_than = 7 * 86400 },
+	-- Uploads idle longer than this are gone on resume, and purged every
+	-- hour by worker 0 (purge_older_than defaults to max_age).
+	max_age = "7d",
+	purge_interval = "1h",
+
+	-- Data and hash states fsync'd before a PATCH or PUT is acknowledged
+	-- (in worker threads, off the event loop).
+	fsync = true,
+
+	-- Engine events to nginx's error log (the default), and one JSON
+	-- object per request to this file.
+	log = "error_log",
+	access_log = "/var/log/nginx/layerup.json",
 }

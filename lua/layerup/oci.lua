@@ -26,12 +26,21 @@
 --                                  elsewhere, e.g. in a worker thread, so the
 --                                  gap re-hash, verify and move block no
 --                                  event loop; returns {digest, size} | nil, err
+--   host.prepare(repo, uuid)      optional, before every resume: e.g. re-hash
+--                                  a long gap (data past its newest hash
+--                                  state, after a crash) elsewhere first
+--   host.sync(repo, uuid)         optional, with opts.patch_store: make the
+--                                  (closed) upload's bytes durable elsewhere
+--                                  (a worker thread); true | nil, err
 --
 -- Options of new{}: store (required), authorize(ctx) -> true | false,
 -- status, headers, message (ctx = {method, repo, action = "pull"|"push"|
 -- "delete", headers}), limit(repo) -> max bytes per blob | nil, max_manifest
 -- (bytes, default 4 MiB), chunk_min (OCI-Chunk-Min-Length), lock_wait
--- (seconds to retry a LOCKED upload, default 2).
+-- (seconds to retry a LOCKED upload, default 2), patch_store (a store on
+-- the same root without fsync: PATCH and PUT bodies are written and closed
+-- through it, then host.sync / host.finish make them durable elsewhere, so
+-- the fsync never runs where the request does).
 --
 -- Upload URLs carry only the uuid: every request resumes the upload from
 -- storage, so any worker on any machine continues it.  Lua 5.1 syntax plus
@@ -205,6 +214,7 @@ function M.new(opts)
 	assert(type(opts) == "table" and opts.store, "layerup.oci.new: opts.store is required")
 	local self = setmetatable({
 		store = opts.store,
+		patch_store = opts.patch_store,
 		driver = opts.store:driver(),
 		authorize = opts.authorize,
 		limit = opts.limit,
@@ -297,10 +307,14 @@ end
 
 -- Resume, retrying LOCKED for up to lock_wait seconds when the host can
 -- sleep without blocking (another request of the same upload finishing).
-local function resume(c, name, uuid)
+local function resume(c, name, uuid, store)
 	local waited, delay = 0, 0.05
+	store = store or c.app.store
+	if c.host.prepare then
+		c.host.prepare(name, uuid)
+	end
 	while true do
-		local u, err = c.app.store:resume(name, uuid)
+		local u, err = store:resume(name, uuid)
 		if u or type(err) ~= "table" or err.code ~= "LOCKED" or not c.host.sleep
 			or waited >= c.app.lock_wait then
 			return u, err
@@ -491,7 +505,8 @@ end
 -- PATCH: append the body (streamed), honouring Content-Range.
 function H.upload_patch(c, name, uuid)
 	prefetch(c)
-	local u, err = resume(c, name, uuid)
+	local nosync = c.app.patch_store and c.host.sync
+	local u, err = resume(c, name, uuid, nosync and c.app.patch_store or nil)
 	if not u then
 		return fail_engine(c, err)
 	end
@@ -503,6 +518,11 @@ function H.upload_patch(c, name, uuid)
 	local ok, perr, gone = pump(c, u)
 	size = u:size()
 	local cok, cerr = u:close()
+	if cok and nosync then
+		-- Durable before it is acknowledged (also the bytes an
+		-- interrupted body left).
+		cok, cerr = c.host.sync(name, uuid)
+	end
 	if not ok then
 		if gone and c.host.log then
 			c.host.log("warn", "oci.body_interrupted", { repo = name, uuid = uuid, size = size,
@@ -526,7 +546,10 @@ function H.upload_put(c, name, uuid)
 		return fail(c, "DIGEST_INVALID", "invalid digest " .. dg)
 	end
 	prefetch(c)
-	local u, err = resume(c, name, uuid)
+	-- The final chunk through the store without fsync when finish runs
+	-- elsewhere (it makes the data durable before the move).
+	local nosync = c.app.patch_store and c.host.finish
+	local u, err = resume(c, name, uuid, nosync and c.app.patch_store or nil)
 	if not u then
 		return fail_engine(c, err)
 	end

@@ -116,15 +116,17 @@ function M.config(o)
 	for _, t in ipairs { "client_body", "proxy", "fastcgi", "uwsgi", "scgi" } do
 		add("    %s_temp_path %s/tmp/%s;", t, o.prefix, t)
 	end
-	add("    lua_package_path '%s/lua/?.lua;%s/lua/?/init.lua;;';", o.top, o.top)
-	add("    lua_package_cpath '%s/luajit/?.so;;';", o.build)
+	add("    lua_package_path '%s/?.lua;%s/?/init.lua;;';", o.luadir, o.luadir)
+	add("    lua_package_cpath '%s/?.so;;';", o.jitdir)
 	add("    lua_shared_dict layerup 1m;")
 	-- Thread VMs are built on first use; a small pool gets reused.
 	add("    lua_worker_thread_vm_pool_size 8;")
 	add("    lua_socket_log_errors off;")
-	add("    init_by_lua_block { require('layerup.host.nginx').init{ root = %q, config = %q } }",
-		o.root, o.config or "")
+	add("    init_by_lua_block { require('layerup.host.nginx').init{ root = %q, config = %q, purge_socket = %s } }",
+		o.root, o.config or "", o.purge_socket and ("%q"):format(o.purge_socket) or "nil")
 	add("    init_worker_by_lua_block { require('layerup.host.nginx').init_worker() }")
+	-- The JSON access log (config access_log); a no-op without it.
+	add("    log_by_lua_block { require('layerup.host.nginx').log_request() }")
 	add("    server {")
 	-- reuseport: the kernel spreads connections over the workers.
 	add("        listen %s reuseport;", o.listen)
@@ -149,11 +151,25 @@ function M.config(o)
 	add("        }")
 	add("        location / { return 404; }")
 	add("    }")
+	if o.purge_socket then
+		-- The purge timer's request lands here (a unix socket under the
+		-- prefix: nothing else reaches it), so the purge runs in a thread.
+		add("    server {")
+		add("        listen %s;", o.purge_socket)
+		add("        location = /_layerup/purge {")
+		add("            content_by_lua_block { require('layerup.host.nginx').purge_request() }")
+		add("        }")
+		add("        location / { return 404; }")
+		add("    }")
+	end
 	add("}")
 	return table.concat(lines, "\n") .. "\n"
 end
 
-function M.run(argv, top)
+-- run(argv, top, installed): top is the checkout (lua/, build/); installed
+-- = {luadir=, jitdir=} names the installed module directories instead
+-- (LUADIR, and JITLIBDIR holding layerup/core.so built for LuaJIT).
+function M.run(argv, top, installed)
 	local ok, o = pcall(M.parse, argv)
 	if not ok then
 		io.stderr:write("layerup serve: ", tostring(o), "\n", M.USAGE, "\n")
@@ -172,13 +188,24 @@ function M.run(argv, top)
 		io.stderr:write("layerup serve: the nginx Lua module is missing (Debian: libnginx-mod-http-lua)\n")
 		return 1
 	end
-	top = capture("cd " .. q(top) .. " && pwd")
-	o.top = top
-	o.build = os.getenv("BUILD") or (top .. "/build")
-	o.build = capture("cd " .. q(o.build) .. " && pwd") or o.build
-	if not exists(o.build .. "/luajit/layerup/core.so") then
-		io.stderr:write("layerup serve: ", o.build, "/luajit/layerup/core.so is missing (run make)\n")
-		return 1
+	if installed and installed.luadir then
+		o.luadir, o.jitdir = installed.luadir, installed.jitdir
+		if not o.jitdir or not exists(o.jitdir .. "/layerup/core.so") then
+			io.stderr:write("layerup serve: ", tostring(o.jitdir),
+				"/layerup/core.so (the LuaJIT build) is missing: reinstall with `make install`\n")
+			return 1
+		end
+	else
+		top = capture("cd " .. q(top or ".") .. " && pwd")
+		o.top = top
+		o.luadir = top .. "/lua"
+		o.build = os.getenv("BUILD") or (top .. "/build")
+		o.build = capture("cd " .. q(o.build) .. " && pwd") or o.build
+		o.jitdir = o.build .. "/luajit"
+		if not exists(o.build .. "/luajit/layerup/core.so") then
+			io.stderr:write("layerup serve: ", o.build, "/luajit/layerup/core.so is missing (run make)\n")
+			return 1
+		end
 	end
 	os.execute("mkdir -p " .. q(o.root))
 	o.root = capture("cd " .. q(o.root) .. " && pwd")
@@ -192,6 +219,11 @@ function M.run(argv, top)
 	local own_prefix = not o.prefix
 	o.prefix = o.prefix or capture("mktemp -d " .. q((os.getenv("TMPDIR") or "/tmp") .. "/layerup-serve.XXXXXX"))
 	os.execute("mkdir -p " .. q(o.prefix .. "/tmp"))
+	-- The purge timer's socket (sun_path holds 107 bytes).
+	if #o.prefix < 90 then
+		o.purge_socket = "unix:" .. o.prefix .. "/layerup.sock"
+		os.remove(o.prefix .. "/layerup.sock")
+	end
 	-- Workers run as the user that owns ROOT (root-started nginx would
 	-- otherwise use nobody, who cannot write the store).
 	if capture("id -u") == "0" then

@@ -71,4 +71,60 @@ function M.finish(root, config, repo, uuid, digest)
 	return true, { digest = res.digest, size = res.size }, ev
 end
 
+-- sync(root, config, repo, uuid): resume + close on the store (with the
+-- config's fsync): the upload's data file and its directory are fsync'd.
+function M.sync(root, config, repo, uuid)
+	events = {}
+	local ok, res, err = pcall(function()
+		local store = store_for(root, config)
+		local u, rerr = store:resume(repo, uuid)
+		if not u then
+			return nil, rerr
+		end
+		local size = u:size()
+		local cok, cerr = u:close()
+		if not cok then
+			return nil, cerr
+		end
+		return size
+	end)
+	local ev = events
+	events = nil
+	if not ok then
+		return false, { code = "IO", message = tostring(res) }, ev
+	end
+	if not res then
+		return false, plain_error(err), ev
+	end
+	return true, res, ev
+end
+
+-- purge(root, config, older_than): store:purge in a thread; the list of
+-- purged uploads ({repo, uuid, started_at, size}), .kept = how many it left.
+function M.purge(root, config, older_than)
+	events = {}
+	local ok, res, err = pcall(function()
+		return store_for(root, config):purge { older_than = older_than }
+	end)
+	local ev = events
+	events = nil
+	if not ok then
+		return false, { code = "IO", message = tostring(res) }, ev
+	end
+	if not res then
+		return false, plain_error(err), ev
+	end
+	local list = {}
+	for i, r in ipairs(res) do
+		list[i] = { repo = r.repo, uuid = r.uuid, started_at = r.started_at, size = r.size }
+	end
+	list.kept = 0 -- uploads it left (held by a writer, ...): purge.skip events
+	for _, e in ipairs(ev) do
+		if e.event == "purge.skip" then
+			list.kept = list.kept + 1
+		end
+	end
+	return true, list, ev
+end
+
 return M

@@ -603,7 +603,11 @@ static int fs_writer_open(lup_driver *d, const char *path, int append,
 	w->dirfd = dfd;
 	w->fsync = fs->fsync;
 	w->state = FS_OPEN;
-	w->dirty = !append; /* a truncation is a change worth syncing */
+	/* A truncation is a change worth syncing; so is an append open: the
+	 * bytes already there may come from a writer without fsync (the
+	 * nginx host writes bodies so and syncs them in a worker thread) or
+	 * one that crashed, and close() promises them durable. */
+	w->dirty = 1;
 	w->dir_synced = 0;
 	memcpy(w->path, path, plen + 1);
 	w->leaf = w->path + (leaf - path);

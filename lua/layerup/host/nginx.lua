@@ -32,7 +32,14 @@
 --   limit(repo) -> max blob bytes | nil        (checked before reading a body)
 --   admit = layerup.admit.* rule               (store option, before the upload exists)
 --   max_size, max_age, fsync                   (store options)
---   purge = { every = seconds, older_than = seconds }   (one worker at a time)
+--   purge_interval = seconds | "1h"            periodic purge in worker 0
+--   purge_older_than = seconds | "7d"          its cut-off (default max_age, else 7d)
+--   purge = { every =, older_than = }          the same two keys, older spelling
+--   log = "error_log" | "off" | function(event, fields)
+--                                              engine events: nginx's error log
+--                                              (default), nowhere, or a sink
+--   access_log = "/path/access.json"           one JSON object per request
+--                                              (with the request's engine events)
 --   chunk_min, max_manifest, lock_wait         (layerup.oci options)
 --   worker_header = true                       (X-Layerup-Worker: pid, for tests)
 --   threads = false                            (finish inline, not in the thread pool)
@@ -46,6 +53,7 @@ local ngx = ngx
 local PIECE = 64 * 1024
 
 local settings = {} -- from init (master, before the fork)
+local layerup_core  -- layerup (valid_repo, valid_uuid)
 local app           -- per worker
 
 local function log_level(name)
@@ -55,7 +63,7 @@ local function log_level(name)
 end
 
 -- Engine events -> error log, one key=value line each.
-local function engine_log(event, fields)
+local function error_log_line(event, fields)
 	local parts = { event }
 	for k, v in pairs(fields or {}) do
 		parts[#parts + 1] = tostring(k) .. "=" .. tostring(v)
@@ -67,6 +75,163 @@ local function engine_log(event, fields)
 	ngx.log(lvl, "layerup: ", table.concat(parts, " "))
 end
 
+---------------------------------------------------------------------------
+-- The JSON access log: one line per request (method, path, repository,
+-- status, bytes, upload id, digest, duration, the request's engine
+-- events), and one line per engine event outside a request.  Opened once
+-- per worker (O_APPEND: workers share the file), buffered, one write(2)
+-- per line flushed at the end of each request: page-cache writes of a few
+-- hundred bytes, never a wait on the disk.
+
+local json -- a private cjson instance
+local access_fh, access_failed
+
+local function json_encode(v)
+	if not json then
+		json = require("cjson").new()
+		json.encode_invalid_numbers(true)
+		json.encode_sparse_array(true)
+	end
+	local ok, s = pcall(json.encode, v)
+	if not ok then
+		return nil
+	end
+	return (s:gsub("\\/", "/")) -- cjson escapes "/"; a real backslash is always doubled
+end
+
+local function access_write(obj)
+	local path = settings.conf.access_log
+	if not path or access_failed then
+		return
+	end
+	if not access_fh then
+		local err
+		access_fh, err = io.open(path, "a")
+		if not access_fh then
+			access_failed = true
+			ngx.log(ngx.ERR, "layerup: cannot open access_log ", path, ": ", tostring(err))
+			return
+		end
+		access_fh:setvbuf("full", 64 * 1024)
+	end
+	local line = json_encode(obj)
+	if line then
+		access_fh:write(line, "\n")
+		access_fh:flush()
+	end
+end
+
+local function utc_now()
+	local t = ngx.now()
+	local s = math.floor(t)
+	return os.date("!%Y-%m-%dT%H:%M:%S", s) .. (".%03dZ"):format(math.floor((t - s) * 1000))
+end
+
+-- Plain copies (a field may be a table the engine reuses).
+local function plain_fields(fields)
+	local t = {}
+	for k, v in pairs(fields or {}) do
+		local ty = type(v)
+		if ty == "number" or ty == "string" or ty == "boolean" then
+			t[tostring(k)] = v
+		else
+			t[tostring(k)] = tostring(v)
+		end
+	end
+	return t
+end
+
+-- The request's own record (ngx.ctx), or nil outside a request.
+local function request_ctx()
+	local phase = ngx.get_phase()
+	if phase == "content" or phase == "log" or phase == "rewrite" or phase == "access" then
+		local ctx = ngx.ctx
+		ctx.layerup = ctx.layerup or {}
+		return ctx.layerup
+	end
+	return nil
+end
+
+-- The engine's log policy in nginx: every sink configured.
+local function engine_log(event, fields)
+	local conf = settings.conf
+	local mode = conf.log
+	if mode == nil or mode == "error_log" then
+		error_log_line(event, fields)
+	elseif type(mode) == "function" then
+		pcall(mode, event, fields)
+	end
+	if conf.access_log then
+		local rc = request_ctx()
+		if rc then
+			local ev = rc.events or {}
+			rc.events = ev
+			if #ev < 100 then
+				local f = plain_fields(fields)
+				f.event = event
+				ev[#ev + 1] = f
+			end
+		else
+			local f = plain_fields(fields)
+			f.ts, f.event, f.worker = utc_now(), event, ngx.worker.pid()
+			access_write(f)
+		end
+	end
+end
+M._engine_log = engine_log
+
+-- log_by_lua: the request's line (also for blob GETs that nginx served
+-- itself after ngx.exec, whose ngx.ctx is gone: the original URI stays).
+function M.log_request()
+	if not settings.conf.access_log then
+		return
+	end
+	local rc = ngx.ctx.layerup or {}
+	local uri = ngx.var.request_uri or ""
+	local path = uri:match("^[^?]*")
+	local repo, kind, ref = path:match("^/v2/(.+)/(blobs)/uploads/([^/]*)$")
+	if not repo then
+		repo, kind, ref = path:match("^/v2/(.+)/(%a+)/([^/]+)$")
+	end
+	local t = {
+		ts = utc_now(),
+		method = ngx.req.get_method(),
+		path = path,
+		repository = rc.repo or repo,
+		status = rc.status or ngx.status,
+		bytes_in = rc.bytes_in or 0,
+		bytes_out = tonumber(ngx.var.bytes_sent) or 0,
+		upload = rc.uuid or (kind == "blobs" and ref and ref:match("^%x+%-%x+%-%x+%-%x+%-%x+$")) or nil,
+		digest = rc.digest or (kind == "blobs" and ref and ref:find("^%w+:") and ref) or nil,
+		duration_ms = math.floor((ngx.now() - ngx.req.start_time()) * 1000 + 0.5),
+		worker = ngx.worker.pid(),
+		events = rc.events,
+	}
+	if rc.bytes_out then -- a response written by hand on the raw socket
+		t.bytes_out = rc.bytes_out
+	end
+	access_write(t)
+end
+
+-- The purge settings: {every, older_than} in seconds, or nil.
+local function purge_settings(conf)
+	local p = type(conf.purge) == "table" and conf.purge or {}
+	local every = conf.purge_interval or p.every
+	if not every then
+		return nil
+	end
+	local units = require "layerup.units"
+	local e, err = units.duration(every)
+	assert(e and e > 0, "purge_interval: " .. tostring(err or "must be positive"))
+	local older = conf.purge_older_than or p.older_than or conf.max_age or 7 * 86400
+	local o, oerr = units.duration(older)
+	assert(o, "purge_older_than: " .. tostring(oerr))
+	return { every = e, older_than = o }
+end
+
+-- init{root=, config=, purge_socket=}: in the master, before the fork.
+-- purge_socket ("unix:/path/layerup.sock") is where the purge timer sends
+-- its request so that the purge runs in the thread pool (see below).
 function M.init(opts)
 	settings.root = assert(opts.root, "layerup.host.nginx.init: root is required")
 	settings.conf = {}
@@ -77,9 +242,23 @@ function M.init(opts)
 		assert(type(conf) == "table", opts.config .. " must return a table")
 		settings.conf = conf
 	end
+	local mode = settings.conf.log
+	assert(mode == nil or mode == "error_log" or mode == "off" or type(mode) == "function",
+		"log must be \"error_log\", \"off\" or a function(event, fields)")
+	assert(settings.conf.access_log == nil or type(settings.conf.access_log) == "string",
+		"access_log must be a path")
+	settings.purge = purge_settings(settings.conf)
+	settings.purge_socket = opts.purge_socket or settings.conf.purge_socket
 	-- Load the modules in the master: shared copy-on-write by the workers.
-	require "layerup"
+	layerup_core = require "layerup"
 	require "layerup.oci"
+end
+
+-- With fsync on and the thread pool there, bodies are written through a
+-- second store without fsync and made durable in a worker thread
+-- (host.sync): the fsync of a PATCH's data never runs in the event loop.
+local function threads_on()
+	return settings.conf.threads ~= false and ngx.run_worker_thread ~= nil
 end
 
 local function open_app()
@@ -89,38 +268,146 @@ local function open_app()
 	local layerup = require "layerup"
 	local oci = require "layerup.oci"
 	local conf = settings.conf
-	local store = assert(layerup.open(settings.root, {
-		admit = conf.admit, max_size = conf.max_size, max_age = conf.max_age,
-		fsync = conf.fsync, link = conf.link, retry = conf.retry,
-		log = conf.log or engine_log,
-	}))
+	local function store_opts(fsync)
+		return {
+			admit = conf.admit, max_size = conf.max_size, max_age = conf.max_age,
+			fsync = fsync, link = conf.link, retry = conf.retry, log = engine_log,
+		}
+	end
+	local store = assert(layerup.open(settings.root, store_opts(conf.fsync)))
+	local patch_store
+	if conf.fsync and threads_on() then
+		patch_store = assert(layerup.open(settings.root, store_opts(false)))
+	end
 	app = oci.new {
-		store = store, authorize = conf.authorize, limit = conf.limit,
+		store = store, patch_store = patch_store, authorize = conf.authorize, limit = conf.limit,
 		chunk_min = conf.chunk_min, max_manifest = conf.max_manifest, lock_wait = conf.lock_wait,
 	}
 	return app
 end
 
--- A periodic purge of stale uploads in one worker at a time (a shared
--- dict entry elects it).  It runs inline in the timer: run_worker_thread
--- is unsafe in timers on lua-nginx-module 0.10.23.
-function M.init_worker()
-	local purge = settings.conf.purge
-	if not purge or not purge.every then
+---------------------------------------------------------------------------
+-- Work in the `layerup` thread pool (layerup.worker), replaying the
+-- engine events it collected.  Returns ok, done, result: ok false when no
+-- thread could run it (pool missing, out of VMs).
+
+local function in_thread(op, ...)
+	local ok, done, res, events = ngx.run_worker_thread("layerup", "layerup.worker", op,
+		settings.root, settings.config, ...)
+	if not ok then
+		return false, done
+	end
+	for _, e in ipairs(events or {}) do
+		engine_log(e.event, e.fields)
+	end
+	return true, done, res
+end
+
+---------------------------------------------------------------------------
+-- The periodic purge: a timer in worker 0 only (ngx.worker.id() == 0; a
+-- respawned worker 0 gets the id again and re-arms it in init_worker).  A
+-- shared-dict entry per tick keeps two workers 0 (old and new during a
+-- reload) from both purging in one interval; the engine's upload locks
+-- make an overlap harmless anyway (a held upload is skipped).  The purge
+-- itself runs in the thread pool: run_worker_thread is unsafe in timers on
+-- lua-nginx-module 0.10.23, so the timer sends a request to the purge
+-- location on purge_socket (a unix socket under the prefix) whose content
+-- handler hands the purge to a thread.  Without purge_socket it runs
+-- inline in the timer.
+
+local purge_running = false
+
+local function purge_summary(how, started, res, err, timer)
+	local f = { how = how, older_than = settings.purge.older_than, timer_worker = timer,
+		duration_ms = math.floor((ngx.now() - started) * 1000 + 0.5) }
+	if res then
+		f.purged = #res
+		f.kept = res.kept -- (thread only: counted from its purge.skip events)
+	else
+		f.error = type(err) == "table" and tostring(err.message or err.code) or tostring(err)
+	end
+	engine_log(res and "purge.run" or "purge.failed", f)
+end
+
+-- Run the purge here (a request in a content phase: in a thread).
+local function purge_now(timer)
+	ngx.update_time()
+	local started = ngx.now()
+	local older = settings.purge.older_than
+	if threads_on() and ngx.get_phase() == "content" then
+		local ok, done, res = in_thread("purge", older)
+		if ok then
+			purge_summary("thread", started, done and res or nil, not done and res or nil, timer)
+			return done
+		end
+		ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): purging inline")
+	end
+	local a = open_app()
+	local res, err = a.store:purge { older_than = older }
+	purge_summary("inline", started, res, err, timer)
+	return res ~= nil
+end
+
+-- content_by_lua of the purge location (reachable on purge_socket only).
+function M.purge_request()
+	if not settings.purge then
+		ngx.status = 404
+		return ngx.exit(ngx.HTTP_OK)
+	end
+	local ok = purge_now(tonumber(ngx.var.arg_worker)) -- the timer's worker
+	ngx.status = ok and 200 or 500
+	ngx.header["Content-Type"] = "text/plain"
+	ngx.print(ok and "purged\n" or "purge failed\n")
+	return ngx.exit(ngx.HTTP_OK)
+end
+
+local function purge_tick(premature)
+	if premature or purge_running then
 		return
 	end
+	local every = settings.purge.every
 	local dict = ngx.shared.layerup
-	ngx.timer.every(purge.every, function(premature)
-		if premature then return end
-		if dict and not dict:add("purge", ngx.worker.pid(), purge.every * 0.9) then
+	if dict and not dict:add("purge.tick", ngx.worker.pid(), every * 0.9) then
+		return -- purged in this interval already (a reload's other worker 0)
+	end
+	purge_running = true
+	local ok, err = pcall(function()
+		local sockpath = settings.purge_socket
+		local me = ngx.worker.pid()
+		if not sockpath then
+			purge_now(me)
 			return
 		end
-		local a = open_app()
-		local ok, err = a.store:purge { older_than = purge.older_than or 7 * 86400 }
-		if not ok then
-			ngx.log(ngx.WARN, "layerup: purge failed: ", tostring(err))
+		local sock = ngx.socket.tcp()
+		sock:settimeout(3600 * 1000)
+		local cok, cerr = sock:connect(sockpath)
+		if not cok then
+			ngx.log(ngx.WARN, "layerup: purge: cannot reach ", sockpath, " (", tostring(cerr), "): purging inline")
+			purge_now(me)
+			return
+		end
+		sock:send("POST /_layerup/purge?worker=" .. me .. " HTTP/1.0\r\nHost: layerup\r\nContent-Length: 0\r\n\r\n")
+		local line = sock:receive("*l")
+		sock:close()
+		if not (line and line:find("^HTTP/%d%.%d 200")) then
+			ngx.log(ngx.WARN, "layerup: purge request answered ", tostring(line))
 		end
 	end)
+	purge_running = false
+	if not ok then
+		ngx.log(ngx.ERR, "layerup: purge timer: ", tostring(err))
+	end
+end
+
+function M.init_worker()
+	local id = ngx.worker.id() -- nil without a master process: one worker
+	if not settings.purge or (id ~= nil and id ~= 0) then
+		return
+	end
+	local ok, err = ngx.timer.every(settings.purge.every, purge_tick)
+	if not ok then
+		ngx.log(ngx.ERR, "layerup: cannot start the purge timer: ", tostring(err))
+	end
 end
 
 ---------------------------------------------------------------------------
@@ -256,9 +543,29 @@ function M.serve()
 	local body_taken -- host.body() was called
 	local h2 = ngx.req.http_version() == 2
 
+	local rc = request_ctx() or {} -- this request's access-log record
 	local host = {}
+	local body_reader
 	function host.body()
 		body_taken = true
+		local read, spooled = body_reader()
+		if not read or not settings.conf.access_log then
+			return read, spooled
+		end
+		if spooled then -- copied whole by read_from, not piece by piece
+			rc.bytes_in = req.content_length
+		end
+		return function(max)
+			local piece, err, partial = read(max)
+			if piece then
+				rc.bytes_in = (rc.bytes_in or 0) + #piece
+			elseif partial then
+				rc.bytes_in = (rc.bytes_in or 0) + #partial
+			end
+			return piece, err, partial
+		end, spooled
+	end
+	function body_reader()
 		if chunked and not h2 then
 			local sock, err = ngx.req.socket(true)
 			if not sock then
@@ -355,6 +662,9 @@ function M.serve()
 		if settings.conf.worker_header then -- tests: which worker answered
 			rh["X-Layerup-Worker"] = tostring(ngx.worker.pid())
 		end
+		rc.status = status
+		rc.uuid = rh["Docker-Upload-UUID"] or rc.uuid
+		rc.digest = rh["Docker-Content-Digest"] or rc.digest
 		if raw then
 			local out = { ("HTTP/1.1 %d %s\r\n"):format(status, REASONS[status] or "Status") }
 			for k, v in pairs(rh) do
@@ -364,7 +674,9 @@ function M.serve()
 			if type(body) == "string" then
 				out[#out + 1] = body
 			end
-			raw:send(table.concat(out))
+			local msg = table.concat(out)
+			rc.bytes_out = #msg
+			raw:send(msg)
 			return true
 		end
 		ngx.status = status
@@ -413,25 +725,84 @@ function M.serve()
 		return info, ferr
 	end
 	function host.finish(repo, uuid, dg, size)
-		-- Small blobs finish faster inline than the thread hop costs.
-		if settings.conf.threads == false or not ngx.run_worker_thread
-			or (size and size <= (settings.conf.inline_finish or 4 * 1024 * 1024)) then
+		rc.repo, rc.uuid = repo, uuid
+		-- Small blobs finish faster inline than the thread hop costs,
+		-- unless fsync is on: then the syncs dominate.
+		if not threads_on() or (not settings.conf.fsync
+			and size and size <= (settings.conf.inline_finish or 4 * 1024 * 1024)) then
 			return finish_inline(repo, uuid, dg)
 		end
-		local ok, done, res, events = ngx.run_worker_thread("layerup", "layerup.worker", "finish",
-			settings.root, settings.config, repo, uuid, dg)
+		local ok, done, res = in_thread("finish", repo, uuid, dg)
 		if not ok then
 			ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): finishing inline")
 			return finish_inline(repo, uuid, dg)
 		end
 		ngx.log(ngx.INFO, "layerup: finished in a worker thread repo=", repo, " uuid=", uuid)
-		for _, e in ipairs(events or {}) do
-			engine_log(e.event, e.fields)
-		end
 		if done then
 			return res
 		end
 		return nil, res
+	end
+
+	-- A resume re-hashes the data past the newest hash state (a worker
+	-- killed mid-PATCH leaves up to the whole body unhashed): when that gap
+	-- is longer than inline_finish, resume + close in a thread first (it
+	-- re-hashes and saves a state at the full size), so the resume below
+	-- is exact.  Costs a stat and a listing on the filesystem driver.
+	function host.prepare(repo, uuid)
+		if not threads_on() or not layerup_core.valid_repo(repo) or not layerup_core.valid_uuid(uuid) then
+			return
+		end
+		local d = a.driver
+		local base = "/docker/registry/v2/repositories/" .. repo .. "/_uploads/" .. uuid
+		local st = d and d:stat(base .. "/data")
+		if not st or st.dir then
+			return
+		end
+		local newest = 0
+		for _, p in ipairs(d:list(base .. "/hashstates/sha256") or {}) do
+			local off = tonumber(p:match("/(%d+)$") or "")
+			if off and off > newest and off <= st.size then newest = off end
+		end
+		if st.size - newest <= (settings.conf.inline_finish or 4 * 1024 * 1024) then
+			return
+		end
+		local ok, done, res = in_thread("sync", repo, uuid)
+		if ok and done then
+			ngx.log(ngx.INFO, "layerup: re-hashed ", st.size - newest, " bytes in a worker thread repo=",
+				repo, " uuid=", uuid)
+		elseif ok and type(res) == "table" and res.code ~= "LOCKED" then
+			ngx.log(ngx.WARN, "layerup: re-hash in a worker thread failed: ", tostring(res.message))
+		end
+	end
+
+	-- With fsync on: make a body written through the store without fsync
+	-- durable (resume + close on the fsync store: the data file, its
+	-- directory) in a worker thread, retrying a LOCKED upload like oci.
+	if a.patch_store then
+		function host.sync(repo, uuid)
+			rc.repo, rc.uuid = repo, uuid
+			local waited, delay = 0, 0.02
+			while true do
+				local ok, done, res = in_thread("sync", repo, uuid)
+				if not ok then
+					ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): syncing inline")
+					local u, err = a.store:resume(repo, uuid)
+					if not u then return nil, err end
+					return u:close()
+				end
+				if done then
+					ngx.log(ngx.INFO, "layerup: synced in a worker thread repo=", repo, " uuid=", uuid)
+					return true
+				end
+				if type(res) ~= "table" or res.code ~= "LOCKED" or waited >= (a.lock_wait or 2) then
+					return nil, res
+				end
+				ngx.sleep(delay)
+				waited = waited + delay
+				delay = math.min(delay * 2, 0.25)
+			end
+		end
 	end
 
 	function host.log(level, event, fields)
@@ -440,6 +811,12 @@ function M.serve()
 			parts[#parts + 1] = tostring(k) .. "=" .. tostring(v)
 		end
 		ngx.log(log_level(level), "layerup: ", table.concat(parts, " "))
+		if settings.conf.access_log and rc.events ~= false then
+			rc.events = rc.events or {}
+			local f = plain_fields(fields)
+			f.event = event
+			rc.events[#rc.events + 1] = f
+		end
 	end
 
 	a:handle(req, host)

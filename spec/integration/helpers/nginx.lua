@@ -116,6 +116,7 @@ end
 M.http = R.http
 M.location = R.location
 M.error_codes = R.error_codes
+M.start_upload = R.start_upload
 
 -- curl with arbitrary arguments; returns status, headers, body.
 function M:curl(args)
