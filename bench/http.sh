@@ -45,11 +45,18 @@ http_stop() {
 	fi
 }
 
-# The single worker's pid.
+# The single worker's pid (waits for nginx's pid file and its child).
 http_worker() {
-	local master
-	master=$(cat "$HTTP_PREFIX/nginx.pid")
-	cat /proc/"$master"/task/*/children | awk '{ print $1 }'
+	local master="" w=""
+	for _ in $(seq 1 50); do
+		master=$(cat "$HTTP_PREFIX/nginx.pid" 2>/dev/null) || true
+		if [ -n "$master" ]; then
+			w=$(cat /proc/"$master"/task/*/children 2>/dev/null | awk '{ print $1; exit }')
+			[ -n "$w" ] && { echo "$w"; return 0; }
+		fi
+		sleep 0.1
+	done
+	die "no nginx worker under $HTTP_PREFIX"
 }
 
 proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / hz }' "/proc/$1/stat"; }
@@ -69,8 +76,10 @@ patch_put() {
 	url=$(http_post "$base" bench/http) || { record "$w" "$c" failed 1; return 1; }
 	cpu0=$(proc_cpu "$pid")
 	t0=$(now_us)
-	loc=$(curl -fsS -o /dev/null -w '%header{location}' -X PATCH -H 'Expect:' "${te[@]}" \
-		-T "$SRC" "$url") || { record "$w" "$c" failed 1; return 1; }
+	/usr/bin/time -f '%U %S' -o "$WORK/patch.time" curl -fsS -o /dev/null \
+		-w '%header{location}' -X PATCH -H 'Expect:' "${te[@]}" -T "$SRC" "$url" >"$WORK/patch.loc" ||
+		{ record "$w" "$c" failed 1; return 1; }
+	loc=$(cat "$WORK/patch.loc")
 	case $loc in http*) ;; *) loc=$base$loc ;; esac
 	sep='?'
 	case $loc in *\?*) sep='&' ;; esac
@@ -83,6 +92,7 @@ patch_put() {
 	record "$w" "$c" cpu_s_per_gib "$(awk -v a="$cpu0" -v b="$cpu1" -v s="$SIZE" \
 		'BEGIN { printf "%.3f", (b - a) / (s / 1073741824) }')"
 	record "$w" "$c" rss_mib "$(proc_hwm_mib "$pid")"
+	record "$w" "$c" client_cpu_s "$(awk '{ printf "%.3f", $1 + $2 }' "$WORK/patch.time")"
 }
 
 # A 5-layer OCI layout from slices of SRC (uncompressed layers).
@@ -115,18 +125,23 @@ make_layout() {
 		"$md" "$ms" >"$dir/index.json"
 }
 
-skopeo_copy() { # CONTENDER BASE
-	local c=$1 base=$2 t0 t1 sk=$WORK/skopeo
+skopeo_copy() { # CONTENDER BASE SERVER_PID
+	local c=$1 base=$2 spid=$3 t0 t1 cpu0 cpu1 sk=$WORK/skopeo
 	mkdir -p "$sk/home" "$sk/tmp"
 	printf '{"default":[{"type":"insecureAcceptAnything"}]}' >"$sk/policy.json"
 	: >"$sk/registries.conf"
+	cpu0=$(proc_cpu "$spid")
 	t0=$(now_us)
-	if env HOME="$sk/home" CONTAINERS_REGISTRIES_CONF="$sk/registries.conf" \
+	if /usr/bin/time -f '%U %S' -o "$WORK/skopeo.time" \
+		env HOME="$sk/home" CONTAINERS_REGISTRIES_CONF="$sk/registries.conf" \
 		skopeo --policy "$sk/policy.json" --tmpdir "$sk/tmp" copy --dest-tls-verify=false \
 		--dest-no-creds --dest-oci-accept-uncompressed-layers --preserve-digests \
 		"oci:$WORK/layout:b" "docker://${base#http://}/bench/skopeo:b" >"$WORK/skopeo.log" 2>&1; then
 		t1=$(now_us)
+		cpu1=$(proc_cpu "$spid")
 		record http-skopeo "$c" seconds "$(us_to_s $((t1 - t0)))"
+		record http-skopeo "$c" server_cpu_s "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.3f", b - a }')"
+		record http-skopeo "$c" client_cpu_s "$(awk '{ printf "%.3f", $1 + $2 }' "$WORK/skopeo.time")"
 	else
 		log "skopeo copy into $c failed: $(tail -3 "$WORK/skopeo.log")"
 		record http-skopeo "$c" failed 1
@@ -225,11 +240,11 @@ if wants http; then
 					settle_rm "$WORK/http-lu" "$WORK/http-reg"
 					if [ "$c" = nginx ]; then
 						http_start "$WORK/http-lu"
-						skopeo_copy layerup-nginx "$HTTP_BASE"
+						skopeo_copy layerup-nginx "$HTTP_BASE" "$(http_worker)"
 						http_stop
 					elif [ "$HAVE_REGISTRY" = 1 ]; then
 						registry_start "$WORK/http-reg"
-						skopeo_copy registry "$REG_BASE"
+						skopeo_copy registry "$REG_BASE" "$REG_PID"
 						registry_stop
 					fi
 				done

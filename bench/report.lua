@@ -143,19 +143,30 @@ local WORKLOADS = {
 	  metrics = { { "uploads_per_s", "uploads/s" }, { "seconds", "s" }, { "post_batch_s", "POST batch s" },
 		{ "put_batch_s", "PUT batch s" }, { "cpu_user_s", "CPU user s" }, { "cpu_sys_s", "CPU sys s" } },
 	  ratios = { { "uploads_per_s", "small", "registry", "x registry" } } },
+	{ id = "memory", title = "7. Memory: peak RSS of one streaming upload",
+	  text = "Separate processes; the same 8 MiB Lua string written again and again (no per-write garbage), "
+		.. "then finish. hwm: VmHWM of /proc/self/status at the end; base: VmRSS after loading the module "
+		.. "and the block. difference: hwm(big) - hwm(64 MiB) per repetition.",
+	  contenders = { "layerup-64MiB", "layerup-big", "difference" },
+	  metrics = { { "hwm_kib", "peak RSS KiB" }, { "base_rss_kib", "base RSS KiB" },
+		{ "hwm_diff_kib", "difference KiB" } } },
 	{ id = "http-patch", title = "8. HTTP: one PATCH of the big blob + PUT, nginx host vs registry 2.8",
 	  text = "bin/layerup serve with one worker (nginx + LuaJIT + layerup.oci) against docker-registry 2.8, "
 		.. "fresh store and server per run. curl -T: Content-Length (cl) or Transfer-Encoding: chunked; "
 		.. "seconds from the PATCH to the PUT's answer. CPU s/GiB: user+system time of the nginx worker "
-		.. "(all its threads) or of the registry process; RSS: its VmHWM at the end.",
+		.. "(all its threads) or of the registry process; RSS: its VmHWM at the end. client CPU s: "
+		.. "user+system time of the curl that sent the PATCH (the same client, file and requests for "
+		.. "both servers, repetitions interleaved).",
 	  contenders = { "layerup-nginx-cl", "registry-cl", "layerup-nginx-chunked", "registry-chunked" },
 	  metrics = { { "mb_per_s", "MB/s" }, { "seconds", "s" }, { "cpu_s_per_gib", "server CPU s/GiB" },
-		{ "rss_mib", "server peak RSS MiB" } } },
+		{ "rss_mib", "server peak RSS MiB" }, { "client_cpu_s", "client CPU s" } } },
 	{ id = "http-skopeo", title = "9. HTTP: skopeo copy of a 5-layer image (oci: layout -> server)",
 	  text = "Five uncompressed layers of min(BENCH_SIZE/10, 100 MiB) each, --preserve-digests, "
-		.. "one fresh server and store per run.",
+		.. "one fresh server and store per run. server CPU s: user+system time of the nginx worker or the "
+		.. "registry during the copy; skopeo CPU s: user+system time of skopeo itself (it reads and "
+		.. "hashes every layer, whatever the server).",
 	  contenders = { "layerup-nginx", "registry" },
-	  metrics = { { "seconds", "s" } } },
+	  metrics = { { "seconds", "s" }, { "server_cpu_s", "server CPU s" }, { "client_cpu_s", "skopeo CPU s" } } },
 	{ id = "http-small", title = "10. HTTP: many small blobs (POST + PUT ?digest= over keep-alive)",
 	  text = "4 KiB blobs: all POSTs in one curl run over one kept-alive connection, then all PUTs (body "
 		.. "and digest) in a second; the same requests to both servers.",
@@ -167,13 +178,6 @@ local WORKLOADS = {
 		.. "streams into the same worker (the blocking budget of the inline body loop made visible).",
 	  contenders = { "layerup-nginx" },
 	  metrics = { { "p50_ms", "p50 ms" }, { "p99_ms", "p99 ms" }, { "max_ms", "max ms" }, { "probes", "probes" } } },
-	{ id = "memory", title = "7. Memory: peak RSS of one streaming upload",
-	  text = "Separate processes; the same 8 MiB Lua string written again and again (no per-write garbage), "
-		.. "then finish. hwm: VmHWM of /proc/self/status at the end; base: VmRSS after loading the module "
-		.. "and the block. difference: hwm(big) - hwm(64 MiB) per repetition.",
-	  contenders = { "layerup-64MiB", "layerup-big", "difference" },
-	  metrics = { { "hwm_kib", "peak RSS KiB" }, { "base_rss_kib", "base RSS KiB" },
-		{ "hwm_diff_kib", "difference KiB" } } },
 }
 
 -- Ratio a/b per repetition (both measured in the same repetition, a few
@@ -225,6 +229,11 @@ end
 p("| big blob | %s bytes; %s repetitions (small blobs: %s x %s blobs) |", machine.size or "?",
 	machine.reps or "?", machine.small_reps or "?", machine.small_n or "?")
 p("| run time | %s s |", num(tonumber(machine.run_seconds)))
+if machine.load then p("| load average (1, 5, 15 min) before / after | %s |", machine.load) end
+if machine.earlier then
+	p("| from an earlier run | %s (a BENCH_ONLY run replaces only the workloads it measures) |",
+		machine.earlier)
+end
 p("")
 
 
@@ -261,7 +270,9 @@ for _, W in ipairs(WORKLOADS) do
 	p("")
 	p("%s", W.text)
 	p("")
-	if W.derived then
+	if not samples[W.id] and not W.derived then
+		p("Not measured (BENCH_ONLY left it out, or its tools are missing).")
+	elseif W.derived then
 		finish_table(jw)
 	else
 		local hdr, sep = { "contender" }, { "---" }

@@ -15,6 +15,9 @@
 --                                    uploads copy with upload:read_from instead]
 --   host.prefetch_body()          optional: take the whole body now (before an
 --                                  upload is opened); host.body() then serves it
+--   host.pump(u)                  optional: stream the upload body into u itself
+--                                 -> true | nil, write error | nil, message, true
+--                                 (body failed; every byte received written)
 --   host.respond(status, headers, body)   body: nil, a string, or an
 --                                          iterator returning pieces then nil
 --   host.send_blob(ctx) -> true   optional fast path for blob GET/HEAD:
@@ -327,7 +330,26 @@ end
 
 -- Copy the request body into u.  Returns true, or nil, err, gone where
 -- gone says the client went away (every received byte is written).
+local function write_failed(werr)
+	if type(werr) == "table" and werr.code == "SIZE_INVALID" then
+		return nil, { code = "SIZE_INVALID", message = werr.message, status = 413 }
+	end
+	return nil, werr
+end
+
 local function pump(c, u)
+	if c.host.pump then
+		-- The host streams the body into u itself (host.pump(u) -> true |
+		-- nil, write error | nil, message, true when the body failed).
+		local ok, err, gone = c.host.pump(u)
+		if ok then
+			return true
+		end
+		if gone then
+			return nil, { code = "BLOB_UPLOAD_INVALID", message = "request body: " .. tostring(err) }, true
+		end
+		return write_failed(err)
+	end
 	local read, file
 	if c.host.body then
 		read, file = c.host.body()
@@ -341,10 +363,7 @@ local function pump(c, u)
 		local n, werr = u:read_from(file)
 		file:close()
 		if not n then
-			if type(werr) == "table" and werr.code == "SIZE_INVALID" then
-				return nil, { code = "SIZE_INVALID", message = werr.message, status = 413 }
-			end
-			return nil, werr
+			return write_failed(werr)
 		end
 		return true
 	end
@@ -357,7 +376,7 @@ local function pump(c, u)
 			if partial and #partial > 0 then
 				local ok, werr = u:write(partial)
 				if not ok then
-					return nil, werr
+					return write_failed(werr)
 				end
 			end
 			return nil, { code = "BLOB_UPLOAD_INVALID", message = "request body: " .. tostring(err) }, true
@@ -365,10 +384,7 @@ local function pump(c, u)
 		if #piece > 0 then
 			local ok, werr = u:write(piece)
 			if not ok then
-				if type(werr) == "table" and werr.code == "SIZE_INVALID" then
-					return nil, { code = "SIZE_INVALID", message = werr.message, status = 413 }
-				end
-				return nil, werr
+				return write_failed(werr)
 			end
 		end
 	end

@@ -67,6 +67,16 @@ describe("the nginx host", function()
 		if work then util.rmrf(work) end
 	end)
 
+	it("serves from a checkout without LUA_PATH/LUA_CPATH in the environment (make serve)", function()
+		local root2 = work .. "/root-clean"
+		util.mkdirp(root2)
+		local h2 = N.start(root2, { workers = 1, clean_env = true })
+		local ok, r = pcall(h2.http, h2, "GET", "/v2/")
+		h2:stop()
+		assert(ok, tostring(r))
+		assert.equal(200, r.status)
+	end)
+
 	local function uploads_left(repo)
 		local out = util.run("find " .. q(root .. V2 .. "/repositories/" .. repo .. "/_uploads")
 			.. " -mindepth 1 -maxdepth 1 2>/dev/null")

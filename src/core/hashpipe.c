@@ -5,7 +5,7 @@
 #include "core/hashpipe.h"
 
 /* Below this, hashing inline beats a thread handoff. */
-#define PIPE_MIN (256 * 1024)
+#define PIPE_MIN (64 * 1024)
 
 struct lup_hashpipe {
 	pthread_t thread;

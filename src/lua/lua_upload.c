@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/dechunk.h"
 #include "lua/lua_upload.h"
 
 #define READ_FROM_CHUNK (8 << 20)
@@ -21,6 +22,9 @@
 
 typedef struct lua_upload {
 	lup_upload *u; /* NULL once freed */
+	/* De-chunker of write_chunked (started on its first call). */
+	lup_dechunk dc;
+	int dc_on;
 } lua_upload;
 
 void lup_lua_push_upload(lua_State *L, lup_upload *u, int store_idx)
@@ -29,6 +33,7 @@ void lup_lua_push_upload(lua_State *L, lup_upload *u, int store_idx)
 
 	store_idx = lup_absindex(L, store_idx);
 	lu = lup_newuserdata(L, sizeof(*lu), 2);
+	memset(lu, 0, sizeof(*lu));
 	lu->u = u;
 	luaL_setmetatable(L, UPLOAD_CLASS);
 	lua_pushvalue(L, store_idx);
@@ -108,6 +113,53 @@ static int upload_size(lua_State *L)
 	if (!lu->u)
 		return luaL_error(L, "attempt to use a closed upload");
 	lua_pushinteger(L, (lua_Integer)lup_upload_size(lu->u));
+	return 1;
+}
+
+/* write_chunked(raw): de-chunk raw bytes of a chunked request body (any
+ * split; the decoder keeps its state in the upload) and write the payload.
+ * Returns true once the body ended (bytes after its end are ignored),
+ * false when more is expected, false, message on a framing error (the
+ * payload before it is written), or nil, err when a write failed. */
+static int upload_write_chunked(lua_State *L)
+{
+	lup_lua_policy *pol;
+	lua_upload *lu = check_open(L, &pol);
+	size_t n;
+	const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 2, &n);
+	lup_error err;
+	int rc = 0;
+
+	if (!lu->dc_on) {
+		lup_dechunk_init(&lu->dc);
+		lu->dc_on = 1;
+	}
+	/* The spans below point into this string and the last one may still
+	 * be hashed after we return: anchor it (user value 2) until the next
+	 * call, once the previous anchor's hash is done. */
+	lup_upload_drain(lu->u);
+	lua_pushvalue(L, 2);
+	lup_setuservalue(L, 1, 2);
+	while (n > 0 && !lup_dechunk_done(&lu->dc) && !lu->dc.error) {
+		const unsigned char *data;
+		size_t len, used = lup_dechunk_step(&lu->dc, p, n, &data, &len);
+
+		if (len > 0) {
+			/* Hashed on the worker while the next span is written
+			 * (each write waits for the previous hash). */
+			LUP_WITH_POLICY(pol, L, lup_upload_write_async(lu->u, data, len, &err));
+			if (rc != 0)
+				return lup_lua_fail(L, &err);
+		}
+		p += used;
+		n -= used;
+	}
+	if (lu->dc.error) {
+		lua_pushboolean(L, 0);
+		lua_pushstring(L, lu->dc.error);
+		return 2;
+	}
+	lua_pushboolean(L, lup_dechunk_done(&lu->dc));
 	return 1;
 }
 
@@ -408,6 +460,7 @@ void lup_lua_open_upload(lua_State *L)
 		{ "size", upload_size },
 		{ "write", upload_write },
 		{ "write_at", upload_write_at },
+		{ "write_chunked", upload_write_chunked },
 		{ "read_from", upload_read_from },
 		{ "close", upload_close },
 		{ "finish", upload_finish },

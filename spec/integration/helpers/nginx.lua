@@ -65,7 +65,10 @@ function M.start(root, opts)
 		end
 		local pidfile = self.dir .. "/serve.pid"
 		os.remove(pidfile)
-		local cmd = ("%s %s serve %s --listen 127.0.0.1:%d --workers %d --prefix %s --log-level info%s%s")
+		-- clean_env: as a user runs it (`make serve`), without the
+		-- LUA_PATH/LUA_CPATH that spec/run exports.
+		local env = opts.clean_env and "env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 " or ""
+		local cmd = env .. ("%s %s serve %s --listen 127.0.0.1:%d --workers %d --prefix %s --log-level info%s%s")
 			:format(lua, q(bin), q(root), self.port, opts.workers or 2, q(self.prefix), cfg,
 				(opts.read_timeout and (" --read-timeout " .. opts.read_timeout) or "") .. h2)
 		util.must(("sh -c %s"):format(q(cmd .. " >" .. q(self.dir .. "/serve.log") .. " 2>&1 </dev/null & echo $! >"
