@@ -198,9 +198,12 @@ int lup_upload_start_ext(lup_upload **out, lup_store *s, const char *repo,
 	u->started_at = lup_now();
 	lup_time_format(u->started_at, startedat);
 	lup_path_upload_file(path, repo, uuid, "startedat");
+	/* The data's writer before the lock: a driver that creates a new
+	 * path lazily (S3) marks the lock as covering data that does not
+	 * exist yet (nobody else knows the uuid, so nothing races it). */
 	if ((rc = lup_s_put(s, path, startedat, 20, err)) != 0 ||
-	    (rc = lup_s_lock(s, u->dir, &u->lock, err)) != 0 ||
-	    (rc = lup_s_writer(s, u->data, LUP_WRITE_NEW, &u->w, err)) != 0)
+	    (rc = lup_s_writer(s, u->data, LUP_WRITE_NEW, &u->w, err)) != 0 ||
+	    (rc = lup_s_lock(s, u->dir, &u->lock, err)) != 0)
 		goto fail;
 	u->chain = 1;
 	u->hash_ok = 1;
@@ -210,6 +213,7 @@ int lup_upload_start_ext(lup_upload **out, lup_store *s, const char *repo,
 	return 0;
 fail:
 	if (u->w) {
+		u->w->cancel(u->w, NULL); /* close would store the data */
 		u->w->close(u->w, NULL);
 		u->w = NULL;
 	}

@@ -287,6 +287,10 @@ static int s3_stat(lup_driver *drv, const char *path, lup_stat *out,
 		out->mtime_ns = started;
 		goto out;
 	}
+	/* Missing by design: the data of a new upload whose writer has not
+	 * created it yet (s3_writer.c), under a lease held here. */
+	if (s3_lazy_absent(d, path))
+		goto out;
 	rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
 			   "no such file or directory");
 out:
@@ -596,7 +600,7 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 	rm_aborts ab;
 	lup_strlist gone = {0};
 	s3_bg bg[1];
-	int rc = 0, found = 0, own_ups = 0;
+	int rc = 0, found = 0, own_ups = 0, clean;
 
 	memset(&m, 0, sizeof m);
 	memset(&ab, 0, sizeof ab);
@@ -608,9 +612,24 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 		rc = oom(err);
 		goto out;
 	}
-	s3_bg_start(&bg[0], scan_below, &m);
-	scan_uploads(&m);
-	s3_bg_join(&bg[0]);
+	/* The finish of a new upload whose lazy writer never created a
+	 * multipart upload, under a lease created for it here and held since
+	 * (s3_lazy_clean): no multipart upload or tail can lie below, so
+	 * neither is looked for.  Only writers create them, and a writer
+	 * below this directory is one of: the lazy writer (it created none),
+	 * another writer of this driver (creating one spends the flag:
+	 * s3_lazy_created), a layerup writer elsewhere (it would need this
+	 * lease), or the registry, which continues only a multipart upload
+	 * that exists (none does) and starts its own under uuids of its own.
+	 * Tails are stored only for an upload that exists. */
+	clean = s3_lazy_clean(d, path);
+	if (clean) {
+		scan_below(&m);
+	} else {
+		s3_bg_start(&bg[0], scan_below, &m);
+		scan_uploads(&m);
+		s3_bg_join(&bg[0]);
+	}
 	for (int i = 1; i < 3 && !rc; i++)
 		if (m.rc[i])
 			rc = lup_error_copy(err, &m.err[i]);
@@ -634,7 +653,7 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 			rc = oom(err);
 		free(tk);
 	}
-	if (rc == 0 && !own_ups && (scan_tails(&m), m.rc[3]))
+	if (rc == 0 && !own_ups && !clean && (scan_tails(&m), m.rc[3]))
 		rc = lup_error_copy(err, &m.err[3]);
 	if (rc)
 		goto out;
@@ -680,6 +699,8 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 	if (rc == 0 && !found && !ab.found)
 		rc = lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
 				   "no such file or directory");
+	if (rc == 0 || rc == LUP_EPATH_NOT_FOUND)
+		s3_lazy_removed(d, path); /* nothing is pending below */
 out:
 	lup_strlist_free(&gone);
 	listing_free(&m.below);
@@ -776,6 +797,7 @@ static void s3_free(lup_driver *drv)
 		curl_easy_cleanup(d->pool[i]);
 	pthread_mutex_destroy(&d->mu);
 	pthread_mutex_destroy(&d->lock_mu);
+	lup_strlist_free(&d->lazy);
 	if (d->secret_key)
 		OPENSSL_cleanse(d->secret_key, strlen(d->secret_key));
 	free(d->endpoint);

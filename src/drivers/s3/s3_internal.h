@@ -61,8 +61,9 @@ typedef struct s3_driver {
 	pthread_mutex_t mu; /* guards pool */
 	void *pool[S3_POOL];
 	int npool;
-	pthread_mutex_t lock_mu; /* guards locks */
+	pthread_mutex_t lock_mu; /* guards locks and lazy */
 	struct s3_lock_tok *locks; /* leases held through this driver */
+	lup_strlist lazy; /* paths of writers that created no upload yet */
 	lup_s3_counters_atomic ctr;
 } s3_driver;
 
@@ -206,6 +207,31 @@ int s3_delete_batch(s3_driver *d, const lup_strlist *keys, size_t from,
 int s3_lock(lup_driver *drv, const char *path, void **token, lup_error *err);
 void s3_unlock(lup_driver *drv, void *token);
 void s3_renew_locks(s3_driver *d);
+
+/* Lazy data (s3_lock.c).  A writer opened with LUP_WRITE_NEW creates its
+ * multipart upload only when it first needs one (a part to send, a close
+ * that leaves data behind), so a small upload finished in the session
+ * that started it never creates one.  Until then its key is missing from
+ * the bucket; the lease of its parent directory says so durably (a flag
+ * in the lease body naming the key's last component), so that whoever
+ * holds that lease next, after a crash, reads the missing key as empty
+ * instead of as gone.
+ *
+ * s3_lazy_open: a writer at path (a driver path) has no upload yet.
+ * s3_lazy_created: the upload at path exists now (the flag is spent).
+ * s3_lazy_close: the writer at path goes (whatever it left).
+ * s3_lazy_absent: 1 when path is missing by design: a lease held here on
+ *   its parent carries the flag for it.
+ * s3_lazy_clean: 1 when dir's lease was created by this driver for a new
+ *   upload whose lazy writer never created a multipart upload, and it is
+ *   certainly still held (see s3_remove).
+ * s3_lazy_removed: dir was removed: nothing is pending below it. */
+void s3_lazy_open(s3_driver *d, const char *path);
+void s3_lazy_created(s3_driver *d, const char *path);
+void s3_lazy_close(s3_driver *d, const char *path);
+int s3_lazy_absent(s3_driver *d, const char *path);
+int s3_lazy_clean(s3_driver *d, const char *dir);
+void s3_lazy_removed(s3_driver *d, const char *dir);
 
 /* The writer (s3_writer.c). */
 int s3_writer_open(s3_driver *d, const char *path, int append,

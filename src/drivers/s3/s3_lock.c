@@ -5,6 +5,13 @@
  * than lock_ttl_s is taken over with `If-Match: <etag>` (again one winner),
  * so a writer that died does not hold its upload forever; live writers
  * renew their leases as they send parts (s3_renew_locks).
+ *
+ * A lease body is "<token> <expiry>" or "<token> <expiry> <name>": the
+ * name is the lazy-data flag (s3_internal.h): the child <name> of the
+ * locked directory was opened by a writer that has created nothing yet, so
+ * its absence means "empty", not "gone".  A new holder of an expired lease
+ * carries the flag on; a holder that lets go while its lazy child still
+ * does not exist leaves the lease behind, expired, flag and all.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,23 +27,136 @@ static int oom(lup_error *err)
 	return lup_error_set(err, LUP_EIO, NULL, "out of memory");
 }
 
+#define LAZY_MAX 24
+
 typedef struct s3_lock_tok {
 	struct s3_lock_tok *next; /* the driver's held leases */
 	char *key;
+	char *path;      /* the locked driver path */
 	char token[33];
 	char etag[128];
 	int64_t renewed; /* unix seconds */
+	char lazy[LAZY_MAX]; /* the lazy-data flag, "" when none */
+	int lazy_used;   /* a writer or stat of this driver relies on it */
+	int fresh;       /* created (If-None-Match) for a new lazy writer */
 } s3_lock_tok;
 
-static void lease_body(const s3_driver *d, const s3_lock_tok *t, char *out,
-		       size_t n)
+static void lease_body(const s3_driver *d, const s3_lock_tok *t, int expired,
+		       char *out, size_t n)
 {
-	snprintf(out, n, "%s %lld", t->token,
-		 (long long)time(NULL) + (long long)d->lock_ttl_s);
+	snprintf(out, n, "%s %lld%s%s", t->token,
+		 expired ? 0LL
+			 : (long long)time(NULL) + (long long)d->lock_ttl_s,
+		 t->lazy[0] ? " " : "", t->lazy);
 }
 
 static int read_lease(s3_driver *d, const char *lk, long long *exp,
-		      char etag[128], char *tok, lup_error *err);
+		      char etag[128], char *tok, char *lazy, lup_error *err);
+
+/* Split "/a/b/name" at its last slash: 0 and the parent's length, the name
+ * at path + *plen + 1; -1 when path has no usable name. */
+static int split(const char *path, size_t *plen)
+{
+	const char *sl = strrchr(path, '/');
+
+	if (!sl || !sl[1] || strlen(sl + 1) >= LAZY_MAX)
+		return -1;
+	*plen = (size_t)(sl - path);
+	return 0;
+}
+
+static int is_parent(const char *dir, const char *path, size_t plen)
+{
+	return strlen(dir) == plen && strncmp(dir, path, plen) == 0;
+}
+
+static void unregister(s3_driver *d, const char *path)
+{
+	for (size_t i = 0; i < d->lazy.count; i++)
+		if (strcmp(d->lazy.items[i], path) == 0) {
+			free(d->lazy.items[i]);
+			d->lazy.items[i] = d->lazy.items[--d->lazy.count];
+			return;
+		}
+}
+
+void s3_lazy_open(s3_driver *d, const char *path)
+{
+	pthread_mutex_lock(&d->lock_mu);
+	/* Out of memory: no flag; only a crash before the first close then
+	 * loses the (empty) upload. */
+	lup_strlist_push(&d->lazy, path);
+	pthread_mutex_unlock(&d->lock_mu);
+}
+
+void s3_lazy_close(s3_driver *d, const char *path)
+{
+	pthread_mutex_lock(&d->lock_mu);
+	unregister(d, path);
+	pthread_mutex_unlock(&d->lock_mu);
+}
+
+void s3_lazy_created(s3_driver *d, const char *path)
+{
+	size_t pl;
+
+	pthread_mutex_lock(&d->lock_mu);
+	unregister(d, path);
+	if (split(path, &pl) == 0)
+		for (s3_lock_tok *t = d->locks; t; t = t->next)
+			if (is_parent(t->path, path, pl) &&
+			    strcmp(t->lazy, path + pl + 1) == 0) {
+				/* Renewals drop the flag from here on. */
+				t->lazy[0] = '\0';
+				t->lazy_used = t->fresh = 0;
+			}
+	pthread_mutex_unlock(&d->lock_mu);
+}
+
+int s3_lazy_absent(s3_driver *d, const char *path)
+{
+	size_t pl;
+	int yes = 0;
+
+	if (split(path, &pl) != 0)
+		return 0;
+	pthread_mutex_lock(&d->lock_mu);
+	for (s3_lock_tok *t = d->locks; t && !yes; t = t->next)
+		if (is_parent(t->path, path, pl) &&
+		    strcmp(t->lazy, path + pl + 1) == 0)
+			yes = t->lazy_used = 1;
+	pthread_mutex_unlock(&d->lock_mu);
+	return yes;
+}
+
+int s3_lazy_clean(s3_driver *d, const char *dir)
+{
+	int64_t now = (int64_t)time(NULL);
+	int yes = 0;
+
+	if (atomic_load(&d->no_cond_put))
+		return 0; /* leases are best effort there */
+	pthread_mutex_lock(&d->lock_mu);
+	for (s3_lock_tok *t = d->locks; t && !yes; t = t->next)
+		/* Written or renewed with a condition less than a third of
+		 * its life ago: nobody took it over since it was created
+		 * (see s3_unlock). */
+		yes = strcmp(t->path, dir) == 0 && t->fresh && t->lazy[0] &&
+		      now - t->renewed < d->lock_ttl_s / 3;
+	pthread_mutex_unlock(&d->lock_mu);
+	return yes;
+}
+
+void s3_lazy_removed(s3_driver *d, const char *dir)
+{
+	pthread_mutex_lock(&d->lock_mu);
+	for (s3_lock_tok *t = d->locks; t; t = t->next)
+		if (strcmp(t->path, dir) == 0) {
+			t->lazy[0] = '\0';
+			t->lazy_used = t->fresh = 0;
+		}
+	pthread_mutex_unlock(&d->lock_mu);
+}
 
 void s3_renew_locks(s3_driver *d)
 {
@@ -51,13 +171,14 @@ void s3_renew_locks(s3_driver *d)
 		s3_resp resp = {0};
 		if (now - t->renewed < d->lock_ttl_s / 3)
 			continue;
-		lease_body(d, t, body, sizeof body);
+		lease_body(d, t, 0, body, sizeof body);
 		r = (s3_req){.method = "PUT", .key = t->key, .body = body,
 			     .blen = strlen(body), .sign_payload = 1};
 		if (atomic_load(&d->no_cond_put)) {
 			char etag[128], tok[33];
 			long long exp;
-			if (read_lease(d, t->key, &exp, etag, tok, NULL) != 0 ||
+			if (read_lease(d, t->key, &exp, etag, tok, NULL,
+				       NULL) != 0 ||
 			    strcmp(tok, t->token) != 0)
 				continue; /* lost: the complete's check decides */
 		} else {
@@ -73,9 +194,10 @@ void s3_renew_locks(s3_driver *d)
 }
 
 /* Read the lease at lk: its expiry (0 when absent or unreadable), its
- * etag and, if tok is not NULL, its holder's token (33 bytes). */
+ * etag and, if tok is not NULL, its holder's token (33 bytes), if lazy is
+ * not NULL its lazy-data flag (LAZY_MAX bytes, "" when none). */
 static int read_lease(s3_driver *d, const char *lk, long long *exp,
-		      char etag[128], char *tok, lup_error *err)
+		      char etag[128], char *tok, char *lazy, lup_error *err)
 {
 	lup_buf cur = {0};
 	s3_req r = {.method = "GET", .key = lk, .sink = &cur};
@@ -86,6 +208,8 @@ static int read_lease(s3_driver *d, const char *lk, long long *exp,
 	etag[0] = '\0';
 	if (tok)
 		tok[0] = '\0';
+	if (lazy)
+		lazy[0] = '\0';
 	if ((rc = s3_do(d, &r, &resp, err)) != 0) {
 		lup_buf_free(&cur);
 		return rc;
@@ -96,7 +220,11 @@ static int read_lease(s3_driver *d, const char *lk, long long *exp,
 		memcpy(tmp, cur.data, cur.len);
 		tmp[cur.len] = '\0';
 		const char *sp = strchr(tmp, ' ');
-		*exp = sp ? strtoll(sp + 1, NULL, 10) : 0;
+		char *end = NULL;
+		*exp = sp ? strtoll(sp + 1, &end, 10) : 0;
+		if (lazy && end && *end == ' ' && strlen(end + 1) < LAZY_MAX &&
+		    end[1] && !strchr(end + 1, '/') && !strchr(end + 1, ' '))
+			snprintf(lazy, LAZY_MAX, "%s", end + 1);
 		if (tok && sp && sp - tmp == 32) {
 			memcpy(tok, tmp, 32);
 			tok[32] = '\0';
@@ -115,19 +243,24 @@ static int read_lease(s3_driver *d, const char *lk, long long *exp,
  * ETag check of CompleteMultipartUpload still keeps a blob from differing
  * from what its committing writer hashed. */
 static int lock_unconditional(s3_driver *d, const char *lk, s3_lock_tok *t,
-			      const char *body, const char *path,
+			      char *body, size_t bn, const char *path,
 			      s3_resp *resp, lup_error *err)
 {
-	char etag[128], tok[33];
+	char etag[128], tok[33], lazy[LAZY_MAX];
 	long long exp;
 	s3_req r;
 	int rc;
 
-	if ((rc = read_lease(d, lk, &exp, etag, tok, err)) != 0)
+	if ((rc = read_lease(d, lk, &exp, etag, tok, lazy, err)) != 0)
 		return rc;
 	if (exp > (long long)time(NULL))
 		return lup_error_set(err, LUP_ELOCKED, path,
 				     "held by another writer");
+	if (!t->lazy[0] && lazy[0]) {
+		/* The flag of the holder before: carried on. */
+		snprintf(t->lazy, sizeof t->lazy, "%s", lazy);
+		lease_body(d, t, 0, body, bn);
+	}
 	r = (s3_req){.method = "PUT", .key = lk, .body = body,
 		     .blen = strlen(body), .sign_payload = 1};
 	if ((rc = s3_do(d, &r, resp, err)) != 0)
@@ -138,7 +271,7 @@ static int lock_unconditional(s3_driver *d, const char *lk, s3_lock_tok *t,
 		struct timespec ts = {0, 50000000L};
 		nanosleep(&ts, NULL);
 	}
-	if ((rc = read_lease(d, lk, &exp, etag, tok, err)) != 0)
+	if ((rc = read_lease(d, lk, &exp, etag, tok, NULL, err)) != 0)
 		return rc;
 	if (strcmp(tok, t->token) != 0)
 		return lup_error_set(err, LUP_ELOCKED, path,
@@ -172,7 +305,25 @@ int s3_lock(lup_driver *drv, const char *path, void **token,
 		 d->prefix[0] ? "/" : "", path);
 	for (int i = 0; i < 16; i++)
 		snprintf(t->token + 2 * i, 3, "%02x", rnd[i]);
-	lease_body(d, t, body, sizeof body);
+	if (!(t->path = strdup(path))) {
+		rc = oom(err);
+		goto fail;
+	}
+	/* A writer of this driver below path that has created nothing yet
+	 * (opened before the lock, as the store opens a new upload's data):
+	 * the lease says so. */
+	pthread_mutex_lock(&d->lock_mu);
+	for (size_t i = 0; i < d->lazy.count && !t->lazy[0]; i++) {
+		size_t pl;
+		if (split(d->lazy.items[i], &pl) == 0 &&
+		    is_parent(path, d->lazy.items[i], pl)) {
+			snprintf(t->lazy, sizeof t->lazy, "%s",
+				 d->lazy.items[i] + pl + 1);
+			t->lazy_used = 1;
+		}
+	}
+	pthread_mutex_unlock(&d->lock_mu);
+	lease_body(d, t, 0, body, sizeof body);
 
 	if (!atomic_load(&d->no_cond_put)) {
 		r = (s3_req){.method = "PUT", .key = lk, .body = body,
@@ -180,6 +331,8 @@ int s3_lock(lup_driver *drv, const char *path, void **token,
 		r.hdr[r.nh++] = (s3_kv){"if-none-match", "*"};
 		if ((rc = s3_do(d, &r, &resp, err)) != 0)
 			goto fail;
+		/* No lease was there: nobody held this path before us. */
+		t->fresh = resp.status == 200 && t->lazy[0];
 		if (resp.status == 501) {
 			/* No conditional writes here (Swift 2.30's s3api). */
 			atomic_store(&d->no_cond_put, 1);
@@ -188,21 +341,27 @@ int s3_lock(lup_driver *drv, const char *path, void **token,
 		}
 	}
 	if (atomic_load(&d->no_cond_put)) {
-		rc = lock_unconditional(d, lk, t, body, path, &resp, err);
+		rc = lock_unconditional(d, lk, t, body, sizeof body, path,
+					&resp, err);
 		if (rc)
 			goto fail;
 	} else if (resp.status == 412) {
 		/* Held: take it over only when its lease has run out. */
-		char etag[128];
+		char etag[128], lazy[LAZY_MAX];
 		long long exp = 0;
 		s3_resp_free(&resp);
 		memset(&resp, 0, sizeof resp);
-		if ((rc = read_lease(d, lk, &exp, etag, NULL, err)) != 0)
+		if ((rc = read_lease(d, lk, &exp, etag, NULL, lazy, err)) != 0)
 			goto fail;
 		if (exp > (long long)time(NULL)) {
 			rc = lup_error_set(err, LUP_ELOCKED, path,
 					   "held by another writer");
 			goto fail;
+		}
+		if (!t->lazy[0] && lazy[0]) {
+			/* The flag of the holder before: carried on. */
+			snprintf(t->lazy, sizeof t->lazy, "%s", lazy);
+			lease_body(d, t, 0, body, sizeof body);
 		}
 		r = (s3_req){.method = "PUT", .key = lk, .body = body,
 			     .blen = strlen(body), .sign_payload = 1};
@@ -234,6 +393,8 @@ int s3_lock(lup_driver *drv, const char *path, void **token,
 	return 0;
 fail:
 	s3_resp_free(&resp);
+	if (t)
+		free(t->path);
 	free(t);
 	free(lk);
 	free(k);
@@ -256,12 +417,34 @@ void s3_unlock(lup_driver *drv, void *token)
 		}
 	pthread_mutex_unlock(&d->lock_mu);
 
+	if (t->lazy[0] && t->lazy_used) {
+		/* The lazy child was never created and its directory was not
+		 * removed (a close that failed to create it): leave the lease,
+		 * expired, with its flag, so that the next holder reads the
+		 * child as empty.  Only while it is still ours. */
+		char body[96];
+		s3_req p;
+		s3_resp pr = {0};
+		int ours = 1;
+		lease_body(d, t, 1, body, sizeof body);
+		p = (s3_req){.method = "PUT", .key = t->key, .body = body,
+			     .blen = strlen(body), .sign_payload = 1};
+		if (!atomic_load(&d->no_cond_put))
+			p.hdr[p.nh++] = (s3_kv){"if-match", t->etag};
+		else
+			ours = s3_do(d, &r, &resp, NULL) == 0 &&
+			       resp.status == 200 && cur.len >= 32 &&
+			       memcmp(cur.data, t->token, 32) == 0;
+		if (ours)
+			s3_do(d, &p, &pr, NULL);
+		s3_resp_free(&pr);
+	}
 	/* Remove the lease only while it is still ours.  A lease written
 	 * with a condition less than a third of its life ago is: another
 	 * writer takes one over only once it has run out (short of clocks
 	 * that differ by more than two thirds of lock_ttl), so it goes
 	 * without being read back first. */
-	if (!atomic_load(&d->no_cond_put) &&
+	else if (!atomic_load(&d->no_cond_put) &&
 	    (int64_t)time(NULL) - t->renewed < d->lock_ttl_s / 3)
 		s3_delete(d, t->key, NULL);
 	else if (s3_do(d, &r, &resp, NULL) == 0 && resp.status == 200 &&
@@ -270,5 +453,6 @@ void s3_unlock(lup_driver *drv, void *token)
 	s3_resp_free(&resp);
 	lup_buf_free(&cur);
 	free(t->key);
+	free(t->path);
 	free(t);
 }

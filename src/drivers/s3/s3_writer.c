@@ -14,6 +14,14 @@
  * Without a usable tail object (a registry-written small last part), the
  * writer falls back to what the registry does: complete the upload and
  * start a new one from the completed object.
+ *
+ * A writer of a new path (LUP_WRITE_NEW) creates its multipart upload
+ * lazily: with its first full part, or on a commit or close (which leave
+ * the data behind for any resume, the registry's included); a small upload
+ * published in the session that started it never has one, and nothing is
+ * left to abort.  Until then the key is missing; the lease of its parent
+ * says that this is by design (s3_lock.c), and stat and an append open
+ * under that lease read it as empty.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -48,6 +56,8 @@ typedef struct {
 typedef struct s3_writer {
 	lup_writer base;
 	s3_driver *d;
+	char *path;     /* the driver path (NULL for internal copies) */
+	int lazy;       /* no multipart upload yet (s3_lazy_open) */
 	char *key;
 	char *tail_key;
 	char *id;
@@ -112,7 +122,32 @@ static int create_upload(s3_writer *w, lup_error *err)
 			rc = oom(err);
 	}
 	s3_resp_free(&resp);
+	if (rc == 0 && w->path) {
+		/* Its key is no longer missing by design. */
+		s3_lazy_created(w->d, w->path);
+		w->lazy = 0;
+	}
 	return rc;
+}
+
+/* The multipart upload of a lazy writer, created when first needed. */
+static int ensure_upload(s3_writer *w, lup_error *err)
+{
+	return w->id ? 0 : create_upload(w, err);
+}
+
+typedef struct {
+	s3_writer *w;
+	int rc;
+	lup_error err;
+} create_job;
+
+static void *create_main(void *arg)
+{
+	create_job *j = arg;
+
+	j->rc = ensure_upload(j->w, &j->err);
+	return NULL;
 }
 
 static int keep_part(s3_writer *w, int number, int64_t size,
@@ -301,6 +336,8 @@ static int flush_full(s3_writer *w, const void *data, size_t n,
 	char etag[128];
 	int num = next_number(w), rc;
 
+	if ((rc = ensure_upload(w, err)) != 0)
+		return rc;
 	if (w->d->concurrency > 1)
 		return dispatch(w, data, n, err);
 	if (num > 10000)
@@ -439,6 +476,11 @@ static int store_tail_once(s3_writer *w, lup_error *err)
 	if ((rc = drain(w, err)) != 0 || (rc = reap_all(w, err)) != 0)
 		return rc;
 	num = next_number(w);
+	/* A lazy writer's data goes behind now (even empty: the registry
+	 * resumes only a multipart upload). */
+	if ((w->buf.len == 0 || w->buf.len >= S3_MIN_PART) &&
+	    (rc = ensure_upload(w, err)) != 0)
+		return rc;
 	if (w->buf.len == 0 || w->tail_stored)
 		return 0;
 	if (w->buf.len >= S3_MIN_PART) {
@@ -451,14 +493,26 @@ static int store_tail_once(s3_writer *w, lup_error *err)
 		return s3_delete(w->d, w->tail_key, NULL), 0;
 	}
 	{
+		/* The upload of a lazy writer is created beside the tail's
+		 * PUT: they need nothing from each other. */
 		s3_req r = {.method = "PUT", .key = w->tail_key,
 			    .body = w->buf.data, .blen = w->buf.len,
 			    .sign_payload = 1};
 		s3_resp resp = {0};
+		create_job cj = {.w = w};
+		s3_bg bg;
+		int lazy = !w->id;
+		if (lazy)
+			s3_bg_start(&bg, create_main, &cj);
 		if ((rc = s3_do(w->d, &r, &resp, err)) == 0 &&
 		    resp.status != 200)
 			rc = s3_fail(&resp, "PUT tail", NULL, err);
 		s3_resp_free(&resp);
+		if (lazy) {
+			s3_bg_join(&bg);
+			if (rc == 0 && (rc = cj.rc) != 0)
+				lup_error_copy(err, &cj.err);
+		}
 		if (rc)
 			return rc;
 	}
@@ -657,7 +711,8 @@ static int w_cancel(lup_writer *lw, lup_error *err)
 
 	while (w->njobs > 0)
 		reap_one(w);
-	if (w->state == W_OPEN) {
+	/* A lazy writer that created nothing has nothing to take back. */
+	if (w->state == W_OPEN && w->id) {
 		rc = s3_abort(w->d, w->key, w->id, err);
 		if (rc == 0)
 			rc = s3_delete(w->d, w->tail_key, err);
@@ -736,6 +791,9 @@ static void w_free(s3_writer *w)
 {
 	while (w->njobs > 0)
 		reap_one(w);
+	if (w->lazy)
+		s3_lazy_close(w->d, w->path);
+	free(w->path);
 	lup_buf_free(&w->buf);
 	s3_parts_free(&w->parts);
 	free(w->id);
@@ -937,11 +995,21 @@ static int open_append(s3_writer *w, const char *path, lup_error *err)
 	adopt:
 		if ((rc = head_key(w, path, &obj, err)) != 0)
 			return rc;
+		if (obj < 0 && s3_lazy_absent(d, path)) {
+			/* Missing by design: a lazy writer that died before
+			 * its first close.  Continue as one, from nothing. */
+			w->lazy = 1;
+			s3_lazy_open(d, path);
+			return 0;
+		}
 		if (obj < 0)
 			return lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
 					     "no such file");
 		return adopt_object(w, obj, err);
 	}
+	/* A stale flag (its writer created the upload and died before a
+	 * renewal dropped the flag) is spent. */
+	s3_lazy_created(d, path);
 	if ((rc = s3_list_parts(d, w->key, w->id, &all, err)) != 0) {
 		if (rc == LUP_EPATH_NOT_FOUND)
 			lup_error_set(err, LUP_EPATH_NOT_FOUND, path,
@@ -1157,9 +1225,12 @@ int s3_writer_open(s3_driver *d, const char *path, int append,
 	int rc;
 
 	if (!w || !(w->key = s3_key(d, path)) ||
-	    !(w->tail_key = s3_tail_key(d, w->key))) {
-		if (w)
+	    !(w->tail_key = s3_tail_key(d, w->key)) ||
+	    !(w->path = strdup(path))) {
+		if (w) {
+			w->d = d;
 			w_free(w);
+		}
 		return oom(err);
 	}
 	w->d = d;
@@ -1170,9 +1241,12 @@ int s3_writer_open(s3_driver *d, const char *path, int append,
 	w->base.cancel = w_cancel;
 	w->base.close = w_close;
 	w->base.publish = w_publish;
-	if (append == LUP_WRITE_NEW)
-		rc = create_upload(w, err); /* nothing old to clear */
-	else if (append)
+	if (append == LUP_WRITE_NEW) {
+		/* Nothing old to clear, and nothing to create yet. */
+		w->lazy = 1;
+		s3_lazy_open(d, path);
+		rc = 0;
+	} else if (append)
 		rc = open_append(w, path, err);
 	else
 		rc = open_truncate(w, err);
