@@ -272,6 +272,154 @@ os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
 		util.rm_rf(dir)
 	end)
 
+	-- The short finish of a small blob (one PutObject at the blob from the
+	-- writer's buffer, no multipart upload ever created) killed at every
+	-- driver operation of the finish, before and after it: the fault
+	-- driver counts them (hash_thread = false: the proof is saved before
+	-- the publish, in a fixed order).  Then a fresh process converges:
+	-- it resumes (the data of a new upload is missing by design: size 0,
+	-- the client sends the bytes again; or the blob is there: moved) and
+	-- finishes, or the upload is gone because the finish had linked.
+	-- Either way the blob holds exactly its bytes, is linked, and nothing
+	-- is left: no upload directory, multipart upload, tail or lease.
+	it("converges after a kill at every step of a small blob's short finish", function()
+		local prefix = s3env.prefix("killfin")
+		local code = [[
+local k, after = ARG:match("^(%d+),(%a+)$")
+local d = driver { lock_ttl = 1 }
+local fd = layerup.fault(d, { crash_at = tonumber(k), crash_after = after == "after", record = true })
+local s = assert(layerup.open(fd, { hash_thread = false, retry = false }))
+local blob = ("%08d%s"):format(tonumber(k) * 2 + (after == "after" and 1 or 0), ("f"):rep(4088))
+local h = layerup.hasher()
+h:update(blob)
+local u = assert(s:start("lib/kf"))
+print("uuid " .. u.uuid)
+assert(u:write(blob))
+print("finish_at " .. (layerup.fault_info(fd).ops + 1))
+io.stdout:flush()
+assert(u:finish(h:digest()))
+for i, t in ipairs(layerup.fault_info(fd).trace) do print("op " .. i .. " " .. t) end
+]]
+		local function blob_of(k, after)
+			return ("%08d%s"):format(k * 2 + (after and 1 or 0), ("f"):rep(4088))
+		end
+		-- a run without a crash: where the finish starts and what it does
+		local out, status = child(prefix, code, "0,before")
+		assert.is_true(status == 0, out)
+		local first = tonumber(out:match("finish_at (%d+)"))
+		local ops = {}
+		for i, t in out:gmatch("op (%d+) ([^\n]+)") do ops[tonumber(i)] = t end
+		assert.truthy(first and #ops >= first, out)
+		local kinds = {}
+		for i = first, #ops do kinds[#kinds + 1] = ops[i]:match("^(%S+)") end
+		-- the short way: the proof, the blob, the link, the removal
+		assert.same({ "put_content", "writer.publish", "writer.close", "put_content", "remove", "unlock" }, kinds)
+		local runs = {}
+		for k = first, #ops do
+			for _, after in ipairs { false, true } do
+				out, status = child(prefix, code, k .. "," .. (after and "after" or "before"))
+				assert.is_true(status ~= 0, "no crash at " .. k .. ": " .. out)
+				local uuid = out:match("uuid (%S+)")
+				assert.truthy(uuid, out)
+				runs[#runs + 1] = { k = k, after = after, uuid = uuid, op = ops[k] }
+			end
+		end
+		util.sleep(1.5) -- the dead writers' leases run out
+		local d = driver(prefix)
+		local s = ok(layerup.open(d, { retry = false }))
+		local resumed = { moved = 0, empty = 0, gone = 0 }
+		for _, r in ipairs(runs) do
+			local what = r.op .. (r.after and " (after)" or " (before)")
+			local blob = blob_of(r.k, r.after)
+			local dg = util.digest(blob)
+			local u, err = s:resume("lib/kf", r.uuid)
+			if u then
+				if u:size() == 0 then
+					-- never closed: the data was never created, and
+					-- the dead writer's lease says so
+					resumed.empty = resumed.empty + 1
+					ok(u:write(blob))
+				else
+					assert.equal(#blob, u:size(), what)
+					resumed.moved = resumed.moved + 1
+				end
+				local info = ok(u:finish(dg))
+				assert.equal(dg, info.digest, what)
+			else
+				assert.equal("BLOB_UPLOAD_UNKNOWN", err.code, what .. ": " .. err.message)
+				resumed.gone = resumed.gone + 1
+			end
+			assert.equal(blob, ok(d:get_content("/docker/registry/v2/blobs/sha256/" ..
+				dg:sub(8, 9) .. "/" .. dg:sub(8) .. "/data")), what)
+			assert.equal(dg, ok(d:get_content("/docker/registry/v2/repositories/lib/kf/_layers/sha256/" ..
+				dg:sub(8) .. "/link")), what)
+			local v, e = d:stat("/docker/registry/v2/repositories/lib/kf/_uploads/" .. r.uuid)
+			assert.is_nil(v, what)
+			assert.equal("PATH_NOT_FOUND", e.code, what)
+		end
+		-- every kind of outcome happened
+		assert.is_true(resumed.empty > 0 and resumed.moved > 0 and resumed.gone > 0)
+		-- no upload directory or multipart upload, no tail, no lease
+		for _, p in ipairs { "/docker/registry/v2/repositories/lib/kf/_uploads", "/_layerup/tails", "/_layerup/locks" } do
+			local v, e = d:stat(p)
+			assert.is_nil(v, p)
+			assert.equal("PATH_NOT_FOUND", e.code, p)
+		end
+		s:close()
+	end)
+
+	it("resumes a new upload killed before its first close at size 0; purge removes one", function()
+		local prefix = s3env.prefix("killnew")
+		local code = [[
+local d = driver { lock_ttl = 1 }
+local s = assert(layerup.open(d))
+local u = assert(s:start("lib/kn"))
+assert(u:write(("n"):rep(ARG == "purge" and 10 or 4096)))
+print("uuid " .. u.uuid)
+io.stdout:flush()
+os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
+]]
+		local out1 = child(prefix, code, "resume")
+		local out2 = child(prefix, code, "purge")
+		local u1, u2 = out1:match("uuid (%S+)"), out2:match("uuid (%S+)")
+		assert.truthy(u1 and u2, out1 .. out2)
+		local d = driver(prefix)
+		local up = "/docker/registry/v2/repositories/lib/kn/_uploads/"
+		-- nothing was created at the data key: no object, no multipart
+		-- upload; startedat is there
+		local v, e = d:stat(up .. u1 .. "/data")
+		assert.is_nil(v)
+		assert.equal("PATH_NOT_FOUND", e.code)
+		ok(d:stat(up .. u1 .. "/startedat"))
+		util.sleep(1.5)
+		local s = ok(layerup.open(d, { retry = false }))
+		local u = ok(s:resume("lib/kn", u1))
+		assert.equal(0, u:size())
+		-- and continues: a part, a close (the data is created now), a
+		-- resume elsewhere, a finish
+		local blob = util.random_bytes(6 * MiB)
+		ok(u:write(blob:sub(1, 100)))
+		ok(u:close())
+		assert.equal(100, ok(d:stat(up .. u1 .. "/data")).size)
+		local s2 = ok(layerup.open(driver(prefix), { retry = false }))
+		u = ok(s2:resume("lib/kn", u1))
+		assert.equal(100, u:size())
+		ok(u:write(blob:sub(101)))
+		assert.equal(#blob, ok(u:finish(util.digest(blob))).size)
+		-- purge removes the other one (its directory holds startedat only)
+		util.sleep(2.1) -- Swift's Last-Modified is rounded up
+		local removed = ok(s:purge { older_than = 0 })
+		assert.equal(1, #removed)
+		assert.equal(u2, removed[1].uuid)
+		for _, p in ipairs { "/docker/registry/v2/repositories/lib/kn/_uploads", "/_layerup/tails", "/_layerup/locks" } do
+			v, e = d:stat(p)
+			assert.is_nil(v, p)
+			assert.equal("PATH_NOT_FOUND", e.code, p)
+		end
+		s:close()
+		s2:close()
+	end)
+
 	it("sends parts concurrently when asked, with the same result and bytes", function()
 		local prefix = s3env.prefix("conc")
 		local d = driver(prefix, { upload_concurrency = 3, part_size = 5 * MiB })

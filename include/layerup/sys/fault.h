@@ -5,7 +5,8 @@
  * storage: the driver methods (get_content, put_content, reader, writer,
  * stat, list, move, remove, lock, unlock) and the reader/writer methods
  * (reader.read, reader.close, writer.write, writer.commit, writer.cancel,
- * writer.close; writer.size is a query and is not counted).  Operations are
+ * writer.close, and writer.publish where the inner writer has it;
+ * writer.size is a query and is not counted).  Operations are
  * numbered from 1 in the order they start.  At operation crash_at the
  * process kills itself with SIGKILL (before the operation, or after it with
  * crash_after); at operations fail_at .. fail_at + fail_count - 1 the
