@@ -112,6 +112,65 @@ describe("registry interop on S3", function()
 		end
 	end)
 
+	-- layerup's writer creates the multipart upload that is the registry's
+	-- `data` lazily: an upload that died before its first close has none.
+	it("an upload layerup started that died before its first close: the registry cannot resume it; layerup resumes it at 0, and once closed the registry appends and commits", function()
+		local repo = "interop/s3-layerup-killed"
+		local dir = util.tmpdir("s3reg-kill")
+		util.write_file(dir .. "/c.lua", [[
+local layerup = require "layerup"
+local s3env = require "helpers.s3env"
+local o = s3env.options { lock_ttl = 1 }
+o.prefix = ...
+local s = assert(layerup.open(assert(layerup.s3(o))))
+local u = assert(s:start("]] .. repo .. [["))
+assert(u:write(("k"):rep(1000)))
+print("uuid " .. u.uuid)
+io.stdout:flush()
+os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n"))
+]])
+		local out = util.run((os.getenv("LUA") or "lua5.4") .. " " .. util.q(dir .. "/c.lua") .. " " .. util.q(prefix), true)
+		util.rmrf(dir)
+		local uuid = out:match("uuid (%S+)")
+		assert.truthy(uuid, out)
+		local d = driver()
+		local base = "/docker/registry/v2/repositories/" .. repo .. "/_uploads/" .. uuid
+		local v, e = d:stat(base .. "/data")
+		assert.is_nil(v)
+		assert.are.equal("PATH_NOT_FOUND", e.code)
+		local started = ok(d:get_content(base .. "/startedat"))
+		-- 2.8's S3 writer finds no multipart upload to append to: its
+		-- PathNotFound is not "upload unknown" to the registry, so it
+		-- answers 500 UNKNOWN naming the data path (a GET of the status
+		-- and a PATCH alike)
+		local tok0 = R.state_token(repo, uuid, 0, started)
+		local r = reg:http("GET", R.upload_path(repo, uuid, tok0))
+		assert.are.equal(500, r.status, r.body)
+		assert.truthy(r.body:find("/_uploads/" .. uuid .. "/data", 1, true), r.body)
+		r = reg:http("PATCH", R.upload_path(repo, uuid, tok0), { body = "x" })
+		assert.are.equal(500, r.status, r.body)
+		-- and leaves it alone
+		assert.are.same({ base .. "/startedat" }, ok(d:list(base)))
+		-- layerup resumes it at 0 once the dead writer's lease ran out
+		util.sleep(1.5)
+		local data = util.random_bytes(3 * MiB + 5)
+		local digest = util.sha256(data)
+		local store = ok(layerup.open(d, { retry = false }))
+		local up = ok(store:resume(repo, uuid))
+		assert.are.equal(0, up:size())
+		ok(up:write(data:sub(1, MiB)))
+		ok(up:close())
+		store:close()
+		-- closed, it has its multipart upload: the registry continues it
+		r = reg:http("PATCH", R.upload_path(repo, uuid, R.state_token(repo, uuid, MiB, started)), { body = data:sub(MiB + 1) })
+		assert.are.equal(202, r.status, r.body)
+		r = reg:http("PUT", reg:location(r) .. "&digest=" .. digest)
+		assert.are.equal(201, r.status, r.body)
+		local status, body = fetch(repo, digest)
+		assert.are.equal(200, status)
+		assert.is_true(body == data, "the registry served other bytes")
+	end)
+
 	it("the registry commits a whole upload layerup wrote, from layerup's hash state", function()
 		local repo = "interop/s3-layerup-written"
 		local data = util.random_bytes(7 * MiB + 999)

@@ -28,6 +28,7 @@
  *   full size, which names the blob, has been saved).
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,48 @@ static int admit(lup_store *s, const char *repo, int64_t size, lup_error *err)
 	return rc;
 }
 
+typedef struct {
+	lup_store *s;
+	const char *path, *val;
+	int rc;
+	lup_error err;
+} put_job;
+
+static void *put_main(void *arg)
+{
+	put_job *j = arg;
+
+	j->rc = lup_s_put_once(j->s, j->path, j->val, strlen(j->val), &j->err);
+	return NULL;
+}
+
+/* Write startedat and take the upload's lock.  A writer that can publish
+ * (a remote store: S3) takes calls from helper threads, as finish's proof
+ * does, and its lock needs no directory to exist: both go at once (one
+ * round trip instead of two), the put a single attempt whose failure is
+ * retried here with the policy.  Nobody else knows the uuid yet, so the
+ * order does not matter to anyone. */
+static int mark_and_lock(lup_upload *u, const char *path, const char *val,
+			 lup_error *err)
+{
+	lup_store *s = u->store;
+	put_job j = { s, path, val, 0, { 0 } };
+	pthread_t th;
+	int rc;
+
+	if (!(u->w->version >= 2 && u->w->publish && s->hash_thread) ||
+	    pthread_create(&th, NULL, put_main, &j) != 0) {
+		if ((rc = lup_s_put(s, path, val, strlen(val), err)) != 0)
+			return rc;
+		return lup_s_lock(s, u->dir, &u->lock, err);
+	}
+	rc = lup_s_lock(s, u->dir, &u->lock, err);
+	pthread_join(th, NULL);
+	if (rc == 0 && j.rc != 0)
+		rc = lup_s_put(s, path, val, strlen(val), err);
+	return rc;
+}
+
 int lup_upload_start_ext(lup_upload **out, lup_store *s, const char *repo,
 			 const lup_start_options *opts, lup_error *err)
 {
@@ -198,12 +241,12 @@ int lup_upload_start_ext(lup_upload **out, lup_store *s, const char *repo,
 	u->started_at = lup_now();
 	lup_time_format(u->started_at, startedat);
 	lup_path_upload_file(path, repo, uuid, "startedat");
-	/* The data's writer before the lock: a driver that creates a new
-	 * path lazily (S3) marks the lock as covering data that does not
-	 * exist yet (nobody else knows the uuid, so nothing races it). */
-	if ((rc = lup_s_put(s, path, startedat, 20, err)) != 0 ||
-	    (rc = lup_s_writer(s, u->data, LUP_WRITE_NEW, &u->w, err)) != 0 ||
-	    (rc = lup_s_lock(s, u->dir, &u->lock, err)) != 0)
+	/* The data's writer first: a driver that creates a new path lazily
+	 * (S3) marks the lock as covering data that does not exist yet, and
+	 * counts what is put below it from here on (nobody else knows the
+	 * uuid, so nothing races it). */
+	if ((rc = lup_s_writer(s, u->data, LUP_WRITE_NEW, &u->w, err)) != 0 ||
+	    (rc = mark_and_lock(u, path, startedat, err)) != 0)
 		goto fail;
 	u->chain = 1;
 	u->hash_ok = 1;

@@ -87,6 +87,7 @@ static int s3_put_content(lup_driver *drv, const char *path, const void *data,
 
 	if (!key)
 		return oom(err);
+	s3_lazy_put(d, path, key); /* for s3_remove: before it may land */
 	rc = s3_do(d, &r, &resp, err);
 	if (rc == 0 && (resp.status < 200 || resp.status >= 300))
 		rc = s3_fail(&resp, "PUT", path, err);
@@ -598,7 +599,7 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 	s3_driver *d = S3(drv);
 	rm_scan m;
 	rm_aborts ab;
-	lup_strlist gone = {0};
+	lup_strlist gone = {0}, known = {0};
 	s3_bg bg[1];
 	int rc = 0, found = 0, own_ups = 0, clean;
 
@@ -622,8 +623,40 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 	 * lease), or the registry, which continues only a multipart upload
 	 * that exists (none does) and starts its own under uuids of its own.
 	 * Tails are stored only for an upload that exists. */
-	clean = s3_lazy_clean(d, path);
-	if (clean) {
+	clean = s3_lazy_clean(d, path, &known);
+	if (clean && known.count > 0) {
+		/* The keys this driver put below go at once, while the
+		 * listing finds any others (put before the count began, or
+		 * by hand): those follow in a second batch. */
+		lup_error e2;
+		int rc2;
+		s3_bg_start(&bg[0], scan_below, &m);
+		rc2 = s3_delete_batch(d, &known, 0, known.count, &e2);
+		s3_bg_join(&bg[0]);
+		if (rc2 == 0 && m.rc[1] == 0) {
+			for (size_t i = 0; rc == 0 && i < m.below.keys.count; i++) {
+				const char *k = m.below.keys.items[i];
+				int dup = 0;
+				for (size_t j = 0; j < known.count && !dup; j++)
+					dup = strcmp(known.items[j], k) == 0;
+				if (!dup && lup_strlist_push(&gone, k))
+					rc = oom(err);
+			}
+			for (size_t i = 0; rc == 0 && i < gone.count; i += 1000)
+				rc = s3_delete_batch(
+					d, &gone, i,
+					i + 1000 < gone.count ? i + 1000 : gone.count,
+					err);
+			if (rc == 0)
+				s3_lazy_removed(d, path);
+			goto out;
+		}
+		/* Something failed: the whole way, from a fresh listing. */
+		listing_free(&m.below);
+		memset(&m.below, 0, sizeof m.below);
+		m.rc[1] = 0;
+		scan_below(&m);
+	} else if (clean) {
 		scan_below(&m);
 	} else {
 		s3_bg_start(&bg[0], scan_below, &m);
@@ -703,6 +736,7 @@ static int s3_remove(lup_driver *drv, const char *path, lup_error *err)
 		s3_lazy_removed(d, path); /* nothing is pending below */
 out:
 	lup_strlist_free(&gone);
+	lup_strlist_free(&known);
 	listing_free(&m.below);
 	listing_free(&m.tails);
 	lup_strlist_free(&m.ups);
@@ -797,7 +831,7 @@ static void s3_free(lup_driver *drv)
 		curl_easy_cleanup(d->pool[i]);
 	pthread_mutex_destroy(&d->mu);
 	pthread_mutex_destroy(&d->lock_mu);
-	lup_strlist_free(&d->lazy);
+	s3_lazy_free_all(d);
 	if (d->secret_key)
 		OPENSSL_cleanse(d->secret_key, strlen(d->secret_key));
 	free(d->endpoint);

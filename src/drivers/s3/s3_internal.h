@@ -63,7 +63,7 @@ typedef struct s3_driver {
 	int npool;
 	pthread_mutex_t lock_mu; /* guards locks and lazy */
 	struct s3_lock_tok *locks; /* leases held through this driver */
-	lup_strlist lazy; /* paths of writers that created no upload yet */
+	struct s3_lazy_reg *lazy; /* writers that created no upload yet */
 	lup_s3_counters_atomic ctr;
 } s3_driver;
 
@@ -224,13 +224,24 @@ void s3_renew_locks(s3_driver *d);
  *   its parent carries the flag for it.
  * s3_lazy_clean: 1 when dir's lease was created by this driver for a new
  *   upload whose lazy writer never created a multipart upload, and it is
- *   certainly still held (see s3_remove).
+ *   certainly still held (see s3_remove); then keys gets the object keys
+ *   this driver put below dir (none when it lost count).
  * s3_lazy_removed: dir was removed: nothing is pending below it. */
+/* Object keys put below a directory (for s3_lazy_clean). */
+typedef struct s3_keyrec {
+	lup_strlist keys;
+	int overflow; /* some were not recorded: list instead */
+} s3_keyrec;
+
 void s3_lazy_open(s3_driver *d, const char *path);
+/* put_content of key (at path): recorded for the directories above it.
+ * Call before the request (a failed PUT may still have stored it). */
+void s3_lazy_put(s3_driver *d, const char *path, const char *key);
+void s3_lazy_free_all(s3_driver *d);
 void s3_lazy_created(s3_driver *d, const char *path);
 void s3_lazy_close(s3_driver *d, const char *path);
 int s3_lazy_absent(s3_driver *d, const char *path);
-int s3_lazy_clean(s3_driver *d, const char *dir);
+int s3_lazy_clean(s3_driver *d, const char *dir, lup_strlist *keys);
 void s3_lazy_removed(s3_driver *d, const char *dir);
 
 /* The writer (s3_writer.c). */

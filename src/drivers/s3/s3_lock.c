@@ -39,7 +39,36 @@ typedef struct s3_lock_tok {
 	char lazy[LAZY_MAX]; /* the lazy-data flag, "" when none */
 	int lazy_used;   /* a writer or stat of this driver relies on it */
 	int fresh;       /* created (If-None-Match) for a new lazy writer */
+	s3_keyrec rec;   /* while fresh: what this driver put below path */
 } s3_lock_tok;
+
+/* A writer that has created nothing yet (s3_lazy_open), and the keys this
+ * driver put below its directory since (they pass to the lease's token
+ * when the directory is locked). */
+typedef struct s3_lazy_reg {
+	struct s3_lazy_reg *next;
+	char *path;
+	s3_keyrec rec;
+} s3_lazy_reg;
+
+#define KEYREC_MAX 64
+
+static void rec_push(s3_keyrec *r, const char *key)
+{
+	for (size_t i = 0; i < r->keys.count; i++)
+		if (strcmp(r->keys.items[i], key) == 0)
+			return;
+	/* Beyond a handful (or out of memory) the removal lists instead. */
+	if (r->keys.count >= KEYREC_MAX || lup_strlist_push(&r->keys, key))
+		r->overflow = 1;
+}
+
+static int under(const char *dir, const char *path)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(dir, path, n) == 0 && path[n] == '/';
+}
 
 static void lease_body(const s3_driver *d, const s3_lock_tok *t, int expired,
 		       char *out, size_t n)
@@ -72,20 +101,51 @@ static int is_parent(const char *dir, const char *path, size_t plen)
 
 static void unregister(s3_driver *d, const char *path)
 {
-	for (size_t i = 0; i < d->lazy.count; i++)
-		if (strcmp(d->lazy.items[i], path) == 0) {
-			free(d->lazy.items[i]);
-			d->lazy.items[i] = d->lazy.items[--d->lazy.count];
+	for (s3_lazy_reg **pp = &d->lazy; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->path, path) == 0) {
+			s3_lazy_reg *g = *pp;
+			*pp = g->next;
+			lup_strlist_free(&g->rec.keys);
+			free(g->path);
+			free(g);
 			return;
 		}
 }
 
 void s3_lazy_open(s3_driver *d, const char *path)
 {
-	pthread_mutex_lock(&d->lock_mu);
+	s3_lazy_reg *g = calloc(1, sizeof *g);
+
 	/* Out of memory: no flag; only a crash before the first close then
 	 * loses the (empty) upload. */
-	lup_strlist_push(&d->lazy, path);
+	if (!g || !(g->path = strdup(path))) {
+		free(g);
+		return;
+	}
+	pthread_mutex_lock(&d->lock_mu);
+	g->next = d->lazy;
+	d->lazy = g;
+	pthread_mutex_unlock(&d->lock_mu);
+}
+
+void s3_lazy_free_all(s3_driver *d)
+{
+	while (d->lazy)
+		unregister(d, d->lazy->path);
+}
+
+void s3_lazy_put(s3_driver *d, const char *path, const char *key)
+{
+	size_t pl;
+
+	pthread_mutex_lock(&d->lock_mu);
+	for (s3_lazy_reg *g = d->lazy; g; g = g->next)
+		if (split(g->path, &pl) == 0 && strncmp(g->path, path, pl) == 0 &&
+		    path[pl] == '/')
+			rec_push(&g->rec, key);
+	for (s3_lock_tok *t = d->locks; t; t = t->next)
+		if (t->fresh && under(t->path, path))
+			rec_push(&t->rec, key);
 	pthread_mutex_unlock(&d->lock_mu);
 }
 
@@ -102,14 +162,18 @@ void s3_lazy_created(s3_driver *d, const char *path)
 
 	pthread_mutex_lock(&d->lock_mu);
 	unregister(d, path);
-	if (split(path, &pl) == 0)
-		for (s3_lock_tok *t = d->locks; t; t = t->next)
-			if (is_parent(t->path, path, pl) &&
-			    strcmp(t->lazy, path + pl + 1) == 0) {
-				/* Renewals drop the flag from here on. */
-				t->lazy[0] = '\0';
-				t->lazy_used = t->fresh = 0;
-			}
+	for (s3_lock_tok *t = d->locks; t; t = t->next) {
+		if (!under(t->path, path))
+			continue;
+		/* A multipart upload below: the directory is not clean. */
+		t->fresh = 0;
+		if (split(path, &pl) == 0 && is_parent(t->path, path, pl) &&
+		    strcmp(t->lazy, path + pl + 1) == 0) {
+			/* Renewals drop the flag from here on. */
+			t->lazy[0] = '\0';
+			t->lazy_used = 0;
+		}
+	}
 	pthread_mutex_unlock(&d->lock_mu);
 }
 
@@ -129,7 +193,7 @@ int s3_lazy_absent(s3_driver *d, const char *path)
 	return yes;
 }
 
-int s3_lazy_clean(s3_driver *d, const char *dir)
+int s3_lazy_clean(s3_driver *d, const char *dir, lup_strlist *keys)
 {
 	int64_t now = (int64_t)time(NULL);
 	int yes = 0;
@@ -137,12 +201,19 @@ int s3_lazy_clean(s3_driver *d, const char *dir)
 	if (atomic_load(&d->no_cond_put))
 		return 0; /* leases are best effort there */
 	pthread_mutex_lock(&d->lock_mu);
-	for (s3_lock_tok *t = d->locks; t && !yes; t = t->next)
+	for (s3_lock_tok *t = d->locks; t && !yes; t = t->next) {
 		/* Written or renewed with a condition less than a third of
 		 * its life ago: nobody took it over since it was created
 		 * (see s3_unlock). */
 		yes = strcmp(t->path, dir) == 0 && t->fresh && t->lazy[0] &&
 		      now - t->renewed < d->lock_ttl_s / 3;
+		if (yes && !t->rec.overflow && t->rec.keys.count > 0)
+			for (size_t i = 0; i < t->rec.keys.count; i++)
+				if (lup_strlist_push(keys, t->rec.keys.items[i])) {
+					lup_strlist_free(keys);
+					break;
+				}
+	}
 	pthread_mutex_unlock(&d->lock_mu);
 	return yes;
 }
@@ -154,6 +225,7 @@ void s3_lazy_removed(s3_driver *d, const char *dir)
 		if (strcmp(t->path, dir) == 0) {
 			t->lazy[0] = '\0';
 			t->lazy_used = t->fresh = 0;
+			lup_strlist_free(&t->rec.keys);
 		}
 	pthread_mutex_unlock(&d->lock_mu);
 }
@@ -313,12 +385,11 @@ int s3_lock(lup_driver *drv, const char *path, void **token,
 	 * (opened before the lock, as the store opens a new upload's data):
 	 * the lease says so. */
 	pthread_mutex_lock(&d->lock_mu);
-	for (size_t i = 0; i < d->lazy.count && !t->lazy[0]; i++) {
+	for (s3_lazy_reg *g = d->lazy; g && !t->lazy[0]; g = g->next) {
 		size_t pl;
-		if (split(d->lazy.items[i], &pl) == 0 &&
-		    is_parent(path, d->lazy.items[i], pl)) {
+		if (split(g->path, &pl) == 0 && is_parent(path, g->path, pl)) {
 			snprintf(t->lazy, sizeof t->lazy, "%s",
-				 d->lazy.items[i] + pl + 1);
+				 g->path + pl + 1);
 			t->lazy_used = 1;
 		}
 	}
@@ -386,6 +457,22 @@ int s3_lock(lup_driver *drv, const char *path, void **token,
 	t->key = lk;
 	free(k);
 	pthread_mutex_lock(&d->lock_mu);
+	if (t->fresh) {
+		/* The keys put below path so far (by a put that raced this
+		 * lock), in the same step as the token becomes visible to
+		 * s3_lazy_put: none is missed. */
+		t->fresh = 0;
+		for (s3_lazy_reg *g = d->lazy; g; g = g->next) {
+			size_t pl;
+			if (split(g->path, &pl) != 0 ||
+			    !is_parent(path, g->path, pl))
+				continue;
+			t->fresh = 1;
+			t->rec.overflow |= g->rec.overflow;
+			for (size_t i = 0; i < g->rec.keys.count; i++)
+				rec_push(&t->rec, g->rec.keys.items[i]);
+		}
+	}
 	t->next = d->locks;
 	d->locks = t;
 	pthread_mutex_unlock(&d->lock_mu);
@@ -454,5 +541,6 @@ void s3_unlock(lup_driver *drv, void *token)
 	lup_buf_free(&cur);
 	free(t->key);
 	free(t->path);
+	lup_strlist_free(&t->rec.keys);
 	free(t);
 }
