@@ -156,7 +156,10 @@ struct lup_driver {
 	/* Open a writer.  append=0 truncates or creates; append=1 continues
 	 * the existing content (size() reports it before any write);
 	 * LUP_WRITE_NEW (version 2) creates a path the caller knows to be new
-	 * (a fresh random name): nothing old there needs clearing. */
+	 * (a fresh random name): nothing old there needs clearing.  Such a
+	 * path may be created lazily (the S3 driver: on the first full part,
+	 * commit or close), provided that stat and an append open by whoever
+	 * holds the lock of its directory next see it, empty, until then. */
 	int (*writer)(lup_driver *d, const char *path, int append,
 		      lup_writer **out, lup_error *err);
 	int (*stat)(lup_driver *d, const char *path, lup_stat *out,

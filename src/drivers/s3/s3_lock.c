@@ -125,7 +125,22 @@ void s3_lazy_open(s3_driver *d, const char *path)
 	pthread_mutex_lock(&d->lock_mu);
 	g->next = d->lazy;
 	d->lazy = g;
+	/* Its directory already locked here (a caller that locks before it
+	 * opens; the store opens first): the lease gets the flag now. */
+	size_t pl;
+	s3_lock_tok *t = NULL;
+	if (split(path, &pl) == 0)
+		for (t = d->locks; t; t = t->next)
+			if (is_parent(t->path, path, pl) && !t->lazy[0])
+				break;
+	if (t) {
+		snprintf(t->lazy, sizeof t->lazy, "%s", path + pl + 1);
+		t->lazy_used = 1;
+		t->renewed = 0; /* rewritten, flag and all, just below */
+	}
 	pthread_mutex_unlock(&d->lock_mu);
+	if (t)
+		s3_renew_locks(d);
 }
 
 void s3_lazy_free_all(s3_driver *d)
