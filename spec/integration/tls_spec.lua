@@ -271,6 +271,50 @@ describe("layerup serve --tls-cert/--tls-key (HTTPS, HTTP/2 by ALPN)", function(
 	end)
 end)
 
+describe("examples/nginx/layerup.conf with its TLS lines", function()
+	if why then
+		it("runs", function() pending(why) end)
+		return
+	end
+
+	it("is accepted by nginx -t (certificate and key loaded)", function()
+		local work = util.tmpdir("tls-example")
+		local ok, err = pcall(function()
+			local pki = make_pki(work .. "/pki")
+			local build = os.getenv("BUILD") or (TOP .. "/build")
+			local text = assert(util.read_file(TOP .. "/examples/nginx/layerup.conf"))
+			local n = 0
+			local conf = text:gsub("\n(%s*)#   ((%a[%w_]*) [^\n]*)", function(ind, line, word)
+				if word == "listen" or word:find("^ssl_") then
+					n = n + 1
+					return "\n" .. ind .. line
+				end
+			end)
+			assert.equal(5, n, "TLS lines found in the example")
+			conf = conf:gsub("/etc/layerup/tls/registry%.crt", pki.cert):gsub("/etc/layerup/tls/registry%.key", pki.key)
+				:gsub("/srv/layerup/build", build):gsub("/srv/layerup", TOP)
+				:gsub("/srv/registry", work .. "/root"):gsub("/etc/layerup/policy.lua", TOP .. "/examples/nginx/policy.lua")
+			util.mkdirp(work .. "/logs")
+			util.write_file(work .. "/nginx.conf", table.concat({
+				"load_module /usr/lib/nginx/modules/ndk_http_module.so;",
+				"load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
+				"pid " .. work .. "/nginx.pid;", "events {}", conf }, "\n"))
+			assert.truthy(conf:find("\n%s*listen 443 ssl http2 reuseport;"), conf)
+			local out, rc = util.run("nginx -t -p " .. q(work) .. " -c " .. q(work .. "/nginx.conf")
+				.. " -e " .. q(work .. "/error.log") .. " 2>&1")
+			assert(rc == 0, out)
+			-- and it does load them: the other key is refused
+			util.write_file(work .. "/nginx.conf", (util.read_file(work .. "/nginx.conf")
+				:gsub(pki.key:gsub("%p", "%%%0"), pki.other_key)))
+			out, rc = util.run("nginx -t -p " .. q(work) .. " -c " .. q(work .. "/nginx.conf")
+				.. " -e " .. q(work .. "/error.log") .. " 2>&1")
+			assert(rc ~= 0 and out:find("key values mismatch", 1, true), out)
+		end)
+		util.rmrf(work)
+		assert(ok, err)
+	end)
+end)
+
 describe("layerup serve with a bad TLS key", function()
 	if why then
 		it("runs", function() pending(why) end)
