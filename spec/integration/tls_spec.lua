@@ -9,6 +9,9 @@
 --     protocol it spoke (containers/image 5.23 builds its own
 --     http.Transport with a TLS config and no ForceAttemptHTTP2, so Go does
 --     not offer h2: HTTP/1.1; asserted, so a change shows up here);
+--   - podman push/pull over https:// with --cert-dir (same library, same
+--     protocol);
+--   - examples/nginx/layerup.conf with its TLS lines passes nginx -t;
 --   - plain HTTP to the TLS port: nginx's 400, nothing stored;
 --   - a wrong, garbage or missing key: serve exits non-zero and says why,
 --     nothing left running.
@@ -21,6 +24,7 @@ local R = require "integration.helpers.registry"
 local N = require "integration.helpers.nginx"
 local oci = require "integration.helpers.oci"
 local skopeo = require "integration.helpers.skopeo"
+local podman = require "integration.helpers.podman"
 
 local MiB = 1024 * 1024
 local V2 = "/docker/registry/v2"
@@ -246,6 +250,42 @@ describe("layerup serve --tls-cert/--tls-key (HTTPS, HTTP/2 by ALPN)", function(
 		end
 		assert.is_true(patches >= #img.layers, "skopeo PATCHes seen: " .. patches)
 		assert.same({ ["HTTP/1.1"] = protos["HTTP/1.1"] }, protos)
+	end)
+
+	it("podman pushes over https:// (verified with --cert-dir) and pulls the same image back", function()
+		local pwhy = podman.unavailable()
+		if pwhy then
+			return pending(pwhy)
+		end
+		-- podman names an image pulled from oci:DIR after DIR: lowercase.
+		local imgdir = ("%s/layerup-pmtls.%dx%d"):format(os.getenv("TMPDIR") or "/tmp", util.getpid(), os.time())
+		util.mkdirp(imgdir)
+		local img = oci.generate_tar(imgdir .. "/img", { 2 * MiB, 0 }, "v1")
+		local pm = podman.new(work .. "/podman")
+		local out, rc = pm(("pull -q --signature-policy %s %s"):format(q(pm.policy), q("oci:" .. img.dir .. ":v1")))
+		util.rmrf(imgdir)
+		assert(rc == 0, "podman pull oci: " .. out)
+		local iid = out:match("(%x+)%s*$")
+		local before = #access_lines(host:access_log())
+		local ref = "127.0.0.1:" .. host.port .. "/tls/pm:v1"
+		out, rc = pm(("push --cert-dir %s --signature-policy %s %s %s")
+			:format(q(pki.cert_dir), q(pm.policy), iid, q(ref)))
+		assert(rc == 0, "podman push: " .. out)
+		local other = podman.new(work .. "/podman2")
+		out, rc = other(("pull -q --cert-dir %s --signature-policy %s %s")
+			:format(q(pki.cert_dir), q(other.policy), q(ref)))
+		assert(rc == 0, "podman pull: " .. out)
+		assert.equal(iid, out:match("(%x+)%s*$"))
+		-- the same containers/image 5.23 as skopeo: HTTP/1.1 over TLS
+		local lines, protos, n = access_lines(host:access_log()), {}, 0
+		for i = before + 1, #lines do
+			if lines[i].agent:find("podman", 1, true) or lines[i].agent:find("containers/", 1, true) then
+				protos[lines[i].proto] = true
+				n = n + 1
+			end
+		end
+		assert.is_true(n > 0, "no podman requests in the access log")
+		assert.same({ ["HTTP/1.1"] = true }, protos)
 	end)
 
 	it("plain HTTP to the TLS port gets nginx's 400 and stores nothing", function()
