@@ -48,6 +48,11 @@ Serves the OCI distribution API (/v2/) on the layerup store at ROOT with nginx.
                then speaks TLS only, HTTP/1.1 and HTTP/2 (ALPN h2)
 Needs nginx and libnginx-mod-http-lua (Debian), and `make` (build/luajit/).]]
 
+-- Characters a file name written into nginx.conf (double-quoted) must not
+-- have: "$" starts a variable (nginx would then load a certificate per
+-- handshake), quotes and backslashes escape, the rest ends the directive.
+local NGX_UNSAFE = "[%c\\\"'$;{}]"
+
 function M.parse(argv)
 	local o = { listen = "127.0.0.1:5000", workers = 2, log_level = "warn" }
 	local i = 1
@@ -89,10 +94,7 @@ function M.parse(argv)
 		error("--tls-cert and --tls-key go together", 0)
 	end
 	for _, f in ipairs { { "--tls-cert", o.tls_cert }, { "--tls-key", o.tls_key } } do
-		-- nginx would read "$..." as variables (and load the file per
-		-- handshake); quotes, escapes and newlines have no place in a path
-		-- written into nginx.conf either.
-		if f[2] and (f[2] == "" or f[2]:find("[%c\\\"'$;{}]")) then
+		if f[2] and (f[2] == "" or f[2]:find(NGX_UNSAFE)) then
 			error(f[1] .. " must be a file name without control characters, quotes, \\, $, ; or braces", 0)
 		end
 	end
@@ -250,16 +252,33 @@ function M.run(argv, top, installed)
 	end
 	for _, k in ipairs { "tls_cert", "tls_key" } do
 		if o[k] then
-			-- Absolute (nginx resolves relative names against its conf
-			-- dir), used in place: the key is never copied.
+			-- Used in place (the key is never copied), absolute (nginx
+			-- resolves relative names against its conf dir).
 			local flag = "--" .. k:gsub("_", "-")
 			local f, err = io.open(o[k], "rb")
 			if not f then
 				io.stderr:write("layerup serve: cannot read ", flag, " ", o[k], ": ", tostring(err), "\n")
 				return 1
 			end
+			local pem = f:read(4096) or ""
 			f:close()
-			o[k] = capture("readlink -f " .. q(o[k]))
+			-- An encrypted key would make nginx prompt for its pass
+			-- phrase on the terminal (twice), or fail without one.
+			if k == "tls_key" and (pem:find("-----BEGIN ENCRYPTED PRIVATE KEY-----", 1, true)
+					or pem:find("Proc-Type: 4,ENCRYPTED", 1, true)) then
+				io.stderr:write("layerup serve: --tls-key ", o[k], " is encrypted: give an unencrypted",
+					" key (readable by root only when serve runs as root)\n")
+				return 1
+			end
+			-- Absolute, but symlinks kept (certbot's live/ names).
+			if o[k]:sub(1, 1) ~= "/" then
+				o[k] = capture("pwd") .. "/" .. o[k]
+				if o[k]:find(NGX_UNSAFE) then
+					io.stderr:write("layerup serve: ", flag, " ", o[k], ": the current directory's name cannot",
+						" go into nginx.conf: give an absolute path\n")
+					return 1
+				end
+			end
 		end
 	end
 	local own_prefix = not o.prefix
@@ -306,15 +325,15 @@ while kill -0 $npid 2>/dev/null; do
 done
 wait $npid
 rc=$?
-echo "layerup serve: nginx exited with status $rc (see %s/error.log)" >&2
-# why (a bad certificate or key, a port in use ...), before the prefix goes
-grep -E '\[(emerg|alert|crit)\]' %s/error.log 2>/dev/null | tail -n 5 >&2
+echo "layerup serve: nginx exited with status $rc%s" >&2
 %s
 exit $rc
 ]]):format(q(o.prefix), q(conf), q(o.prefix), own_prefix and ("rm -rf " .. q(o.prefix) .. ";") or "",
 		o.tls_cert and "k" or "", q(url), o.root, url, o.prefix,
 		o.http2 and ("\n\t\techo " .. q("layerup: HTTP/2 (h2c, prior knowledge) at http://" .. o.http2 .. "/v2/")) or "",
-		M.getpid(), o.prefix, q(o.prefix),
+		M.getpid(),
+		-- (nginx itself says why on stderr when it cannot start)
+		own_prefix and "" or (" (see " .. o.prefix .. "/error.log)"),
 		own_prefix and ("rm -rf " .. q(o.prefix)) or "")
 	io.stdout:flush()
 	local okx, _, code = os.execute("exec sh -c " .. q(script))
