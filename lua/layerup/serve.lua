@@ -43,9 +43,9 @@ Serves the OCI distribution API (/v2/) on the layerup store at ROOT with nginx.
                nginx 1.22 cannot serve both on one cleartext port); HTTP/2 request
                bodies are spooled to a temp file by nginx first
   --tls-cert   PEM certificate (chain) for HTTPS on --listen; with --tls-key
-  --tls-key    its PEM private key (unencrypted), read by the nginx master (as root: before
-               it drops privileges; the workers never need it).  The listener
-               then speaks TLS only, HTTP/1.1 and HTTP/2 (ALPN h2)
+  --tls-key    its PEM private key, unencrypted, read by the nginx master (as
+               root: before it drops privileges; the workers never need it).
+               The listener then speaks TLS only, HTTP/1.1 and HTTP/2 (ALPN h2)
 Needs nginx and libnginx-mod-http-lua (Debian), and `make` (build/luajit/).]]
 
 -- Characters a file name written into nginx.conf (double-quoted) must not
