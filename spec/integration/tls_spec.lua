@@ -4,7 +4,8 @@
 -- in the spec's temp dir; every client verifies against that CA.
 --   - curl --http2: /v2/ and a multi-MiB upload over HTTP/2 (the request
 --     bodies nginx spools), HTTP/1.1 Content-Length and chunked bodies
---     (the raw request socket under TLS, with Expect: 100-continue);
+--     (the raw request socket under TLS, with Expect: 100-continue), and
+--     a client killed mid-body over TLS: bytes kept, upload resumed;
 --   - skopeo copy into https:// and back out, digests identical, and which
 --     protocol it spoke (containers/image 5.23 builds its own
 --     http.Transport with a TLS config and no ForceAttemptHTTP2, so Go does
@@ -210,6 +211,42 @@ describe("layerup serve --tls-cert/--tls-key (HTTPS, HTTP/2 by ALPN)", function(
 		assert.equal("0-" .. (5 * MiB + 4), r.headers.range)
 		r = call("--http1.1 -X PUT " .. q(host.base .. loc .. "?digest=" .. dg))
 		assert.equal(201, r.status, r.err .. r.body)
+		assert.equal(dg, util.sha256_file(blob_path(root, dg)))
+	end)
+
+	it("a client killed mid-body over TLS (Content-Length and chunked): bytes kept, resumed to the right digest", function()
+		local body, dg = file_of(24 * MiB)
+		for _, mode in ipairs { "cl", "chunked" } do
+			local r = call("--http1.1 -X POST " .. q(host.base .. "/v2/tls/cut-" .. mode .. "/blobs/uploads/"))
+			assert.equal(202, r.status, r.err)
+			local loc = r.headers.location
+			local te = mode == "chunked" and "-H 'Transfer-Encoding: chunked' " or ""
+			-- about 1 s at 8 MB/s, then the client is gone
+			local _, rc = util.run(("timeout 1 curl -s --http1.1 --cacert %s --limit-rate 8M -H 'Expect:' %s-X PATCH -T %s -o /dev/null %s")
+				:format(q(pki.ca), te, q(body), q(host.base .. loc)))
+			assert.equal(124, rc)
+			local have
+			for _ = 1, 50 do -- the worker notices the close, then unlocks
+				r = call("--http1.1 " .. q(host.base .. loc))
+				if r.status == 204 then
+					have = tonumber(r.headers.range:match("^0%-(%d+)$"))
+					if have then break end
+				end
+				util.sleep(0.1)
+			end
+			assert.equal(204, r.status, mode .. ": " .. r.body)
+			assert.is_truthy(have, mode .. ": range " .. tostring(r.headers.range))
+			have = have + 1
+			assert.is_true(have > 0 and have < 24 * MiB, mode .. ": kept " .. have)
+			local rest = work .. "/rest"
+			util.must(("tail -c +%d %s >%s"):format(have + 1, q(body), q(rest)))
+			r = call(("--http1.1 -H 'Expect:' %s-H 'Content-Range: %d-%d' -X PATCH -T %s %s")
+				:format(te, have, 24 * MiB - 1, q(rest), q(host.base .. loc)))
+			assert.equal(202, r.status, mode .. ": " .. r.err .. r.body)
+			assert.equal("0-" .. (24 * MiB - 1), r.headers.range)
+			r = call("--http1.1 -X PUT " .. q(host.base .. loc .. "?digest=" .. dg))
+			assert.equal(201, r.status, mode .. ": " .. r.body)
+		end
 		assert.equal(dg, util.sha256_file(blob_path(root, dg)))
 	end)
 
