@@ -42,9 +42,49 @@ end
 
 local function plain_error(err)
 	if type(err) == "table" then
-		return { code = err.code, message = err.message, transient = err.transient }
+		return { code = err.code, message = err.message, transient = err.transient,
+			offset = tonumber(err.offset) }
 	end
 	return { code = "IO", message = tostring(err) }
+end
+
+-- append_with(store, repo, uuid, offset, path, limit): copy the file at
+-- path (a request body nginx spooled) into the upload, which must still
+-- be at offset (else RANGE_INVALID with .offset = its size: another
+-- request appended since the caller closed it), capped at limit bytes
+-- (nil: no cap of its own), then close it (durably with fsync on).
+-- Returns the new size | nil, err.  On a failed copy the bytes before the
+-- failing write stay and the upload is closed at that size.
+function M.append_with(store, repo, uuid, offset, path, limit)
+	local u, rerr = store:resume(repo, uuid)
+	if not u then
+		return nil, rerr
+	end
+	local size = u:size()
+	if size ~= offset then
+		u:close()
+		return nil, { code = "RANGE_INVALID", offset = size,
+			message = ("upload %s is at offset %d, not %d"):format(uuid, size, offset) }
+	end
+	if limit then
+		u:set_max_size(limit)
+	end
+	local fh, ferr = io.open(path, "rb")
+	if not fh then
+		u:close()
+		return nil, { code = "IO", message = "spooled body " .. path .. ": " .. tostring(ferr) }
+	end
+	local n, werr = u:read_from(fh)
+	fh:close()
+	size = u:size()
+	local cok, cerr = u:close()
+	if not n then
+		return nil, werr
+	end
+	if not cok then
+		return nil, cerr
+	end
+	return size
 end
 
 -- finish(root, config, repo, uuid, digest)
@@ -87,6 +127,24 @@ function M.sync(root, config, repo, uuid)
 			return nil, cerr
 		end
 		return size
+	end)
+	local ev = events
+	events = nil
+	if not ok then
+		return false, { code = "IO", message = tostring(res) }, ev
+	end
+	if not res then
+		return false, plain_error(err), ev
+	end
+	return true, res, ev
+end
+
+-- append(root, config, repo, uuid, offset, path, limit): append_with on
+-- the thread's store; the new size.
+function M.append(root, config, repo, uuid, offset, path, limit)
+	events = {}
+	local ok, res, err = pcall(function()
+		return M.append_with(store_for(root, config), repo, uuid, offset, path, limit)
 	end)
 	local ev = events
 	events = nil
