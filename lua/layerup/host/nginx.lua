@@ -696,6 +696,43 @@ function M.serve()
 		return cl_reader(sock, content_length)
 	end
 
+	-- A spooled HTTP/2 body above inline_finish is copied into the upload
+	-- in the thread pool (layerup.worker.append: resume, check the offset,
+	-- cap, read_from, close), after layerup.oci closed its handle; only
+	-- the temp file's path and names cross.  LOCKED (a status request
+	-- between the close and the thread's resume) is retried like oci.
+	-- Inline (once, with a warning) when no thread can run it.
+	local function offload_from(file)
+		return function(repo, uuid, offset, limit)
+			rc.repo, rc.uuid = repo, uuid
+			local waited, delay = 0, 0.02
+			while true do
+				local ok, done, res = in_thread("append", repo, uuid, offset, file, limit)
+				if not ok then
+					ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): copying the body inline")
+					res, done = require("layerup.worker").append_with(a.store, repo, uuid, offset, file, limit)
+					if not res then
+						return nil, done
+					end
+					rc.bytes_in = res - offset
+					return res
+				end
+				if done then
+					ngx.log(ngx.INFO, "layerup: copied ", res - offset, " bytes in a worker thread repo=", repo,
+						" uuid=", uuid)
+					rc.bytes_in = res - offset
+					return res
+				end
+				if type(res) ~= "table" or res.code ~= "LOCKED" or waited >= (a.lock_wait or 2) then
+					return nil, res
+				end
+				ngx.sleep(delay)
+				waited = waited + delay
+				delay = math.min(delay * 2, 0.25)
+			end
+		end
+	end
+
 	-- HTTP/2: layerup.oci spools the body before it opens the upload (see
 	-- host.body): a client that goes away mid-body then aborts a request
 	-- that holds no upload lock.
@@ -703,18 +740,23 @@ function M.serve()
 		function host.prefetch_body()
 			body_taken = true
 			ngx.req.read_body()
+			local data = ngx.req.get_body_data()
+			local file = not data and ngx.req.get_body_file()
+			local size
+			if file then
+				local fh = io.open(file, "rb")
+				if fh then
+					size = fh:seek("end")
+					fh:close()
+				end
+			end
 			-- A body sent without Content-Length has a known size now:
 			-- the size policy (limit) can judge it before it is stored.
 			if req.content_length == nil then
-				local data = ngx.req.get_body_data()
-				local file = not data and ngx.req.get_body_file()
-				local fh = file and io.open(file, "rb")
-				if data then
-					req.content_length = #data
-				elseif fh then
-					req.content_length = fh:seek("end")
-					fh:close()
-				end
+				req.content_length = data and #data or size
+			end
+			if size and threads_on() and size > (settings.conf.inline_finish or 4 * 1024 * 1024) then
+				return offload_from(file)
 			end
 		end
 	end
