@@ -15,8 +15,9 @@
 -- answers `Expect: 100-continue` itself and writes the response by hand
 -- (the connection closes after it); HTTP/2 falls back to nginx's body
 -- spooling (read_body, before the upload is opened): the spooled temp
--- file is copied into the upload with upload:read_from, so an HTTP/2 body
--- reaches the store whole or not at all.  Over HTTP/1.1 a client that goes
+-- file is copied into the upload with upload:read_from (in the thread pool
+-- when larger than inline_finish), so an HTTP/2 body reaches the store
+-- whole or not at all.  Over HTTP/1.1 a client that goes
 -- away mid-body keeps every byte received: the upload is closed at its new
 -- size and resumes from there.
 --
@@ -29,7 +30,8 @@
 -- The config file (a Lua chunk returning a table, loaded once in the
 -- master before the fork) may hold:
 --   authorize(ctx) -> true | false, status, headers, message
---   limit(repo) -> max blob bytes | nil        (checked before reading a body)
+--   limit(repo) -> max blob bytes | nil        (checked before reading a body;
+--                                               caps a chunked one as it arrives)
 --   admit = layerup.admit.* rule               (store option, before the upload exists)
 --   max_size, max_age, fsync                   (store options)
 --   purge_interval = seconds | "1h"            periodic purge in worker 0
@@ -43,8 +45,9 @@
 --   chunk_min, max_manifest, lock_wait         (layerup.oci options)
 --   worker_header = true                       (X-Layerup-Worker: pid, for tests)
 --   threads = false                            (finish inline, not in the thread pool)
---   inline_finish = bytes                      (uploads up to this size finish inline;
---                                               default 4 MiB)
+--   inline_finish = bytes                      (uploads up to this size finish inline,
+--                                               spooled HTTP/2 bodies up to it are
+--                                               copied inline; default 4 MiB)
 --   send_blob = false                          (blob GET through Lua, not sendfile)
 
 local M = {}
