@@ -16,8 +16,9 @@
 -- (the connection closes after it); HTTP/2 falls back to nginx's body
 -- spooling (read_body, before the upload is opened): the spooled temp
 -- file is copied into the upload with upload:read_from (in the thread pool
--- when larger than inline_finish), so an HTTP/2 body reaches the store
--- whole or not at all.  Over HTTP/1.1 a client that goes
+-- when larger than inline_finish), so a client that goes away mid-body
+-- stores nothing of it (a size limit that stops the copy keeps the pieces
+-- written before the refused one).  Over HTTP/1.1 a client that goes
 -- away mid-body keeps every byte received: the upload is closed at its new
 -- size and resumes from there.
 --
