@@ -87,18 +87,12 @@ function M.append_with(store, repo, uuid, offset, path, limit)
 	return size
 end
 
--- finish(root, config, repo, uuid, digest)
-function M.finish(root, config, repo, uuid, digest)
+-- Run fn(store) on the thread's store with the engine's events collected:
+-- true, result, events | false, plain error, events.
+local function run(root, config, fn)
 	events = {}
 	local ok, res, err = pcall(function()
-		local store = store_for(root, config)
-		local u, rerr = store:resume(repo, uuid)
-		if not u then
-			return nil, rerr
-		end
-		local info, ferr = u:finish(digest)
-		u:close()
-		return info, ferr
+		return fn(store_for(root, config))
 	end)
 	local ev = events
 	events = nil
@@ -108,15 +102,30 @@ function M.finish(root, config, repo, uuid, digest)
 	if not res then
 		return false, plain_error(err), ev
 	end
-	return true, { digest = res.digest, size = res.size }, ev
+	return true, res, ev
+end
+
+-- finish(root, config, repo, uuid, digest)
+function M.finish(root, config, repo, uuid, digest)
+	local ok, res, ev = run(root, config, function(store)
+		local u, rerr = store:resume(repo, uuid)
+		if not u then
+			return nil, rerr
+		end
+		local info, ferr = u:finish(digest)
+		u:close()
+		return info, ferr
+	end)
+	if ok then
+		res = { digest = res.digest, size = res.size }
+	end
+	return ok, res, ev
 end
 
 -- sync(root, config, repo, uuid): resume + close on the store (with the
 -- config's fsync): the upload's data file and its directory are fsync'd.
 function M.sync(root, config, repo, uuid)
-	events = {}
-	local ok, res, err = pcall(function()
-		local store = store_for(root, config)
+	return run(root, config, function(store)
 		local u, rerr = store:resume(repo, uuid)
 		if not u then
 			return nil, rerr
@@ -128,49 +137,24 @@ function M.sync(root, config, repo, uuid)
 		end
 		return size
 	end)
-	local ev = events
-	events = nil
-	if not ok then
-		return false, { code = "IO", message = tostring(res) }, ev
-	end
-	if not res then
-		return false, plain_error(err), ev
-	end
-	return true, res, ev
 end
 
 -- append(root, config, repo, uuid, offset, path, limit): append_with on
 -- the thread's store; the new size.
 function M.append(root, config, repo, uuid, offset, path, limit)
-	events = {}
-	local ok, res, err = pcall(function()
-		return M.append_with(store_for(root, config), repo, uuid, offset, path, limit)
+	return run(root, config, function(store)
+		return M.append_with(store, repo, uuid, offset, path, limit)
 	end)
-	local ev = events
-	events = nil
-	if not ok then
-		return false, { code = "IO", message = tostring(res) }, ev
-	end
-	if not res then
-		return false, plain_error(err), ev
-	end
-	return true, res, ev
 end
 
 -- purge(root, config, older_than): store:purge in a thread; the list of
 -- purged uploads ({repo, uuid, started_at, size}), .kept = how many it left.
 function M.purge(root, config, older_than)
-	events = {}
-	local ok, res, err = pcall(function()
-		return store_for(root, config):purge { older_than = older_than }
+	local ok, res, ev = run(root, config, function(store)
+		return store:purge { older_than = older_than }
 	end)
-	local ev = events
-	events = nil
 	if not ok then
-		return false, { code = "IO", message = tostring(res) }, ev
-	end
-	if not res then
-		return false, plain_error(err), ev
+		return ok, res, ev
 	end
 	local list = {}
 	for i, r in ipairs(res) do
