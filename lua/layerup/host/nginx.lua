@@ -313,6 +313,23 @@ local function in_thread(op, ...)
 	return true, done, res
 end
 
+-- in_thread, retrying while the upload is LOCKED (a status request
+-- between the caller's close and the thread's resume) for up to
+-- lock_wait seconds, with ngx.sleep between tries, as layerup.oci does.
+local function in_thread_waiting(app, op, ...)
+	local waited, delay = 0, 0.02
+	while true do
+		local ok, done, res = in_thread(op, ...)
+		if not ok or done or type(res) ~= "table" or res.code ~= "LOCKED"
+			or waited >= (app.lock_wait or 2) then
+			return ok, done, res
+		end
+		ngx.sleep(delay)
+		waited = waited + delay
+		delay = math.min(delay * 2, 0.25)
+	end
+end
+
 ---------------------------------------------------------------------------
 -- The periodic purge: a timer in worker 0 only (ngx.worker.id() == 0; a
 -- respawned worker 0 gets the id again and re-arms it in init_worker).  A
@@ -709,31 +726,21 @@ function M.serve()
 	local function offload_from(file)
 		return function(repo, uuid, offset, limit)
 			rc.repo, rc.uuid = repo, uuid
-			local waited, delay = 0, 0.02
-			while true do
-				local ok, done, res = in_thread("append", repo, uuid, offset, file, limit)
-				if not ok then
-					ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): copying the body inline")
-					res, done = require("layerup.worker").append_with(a.store, repo, uuid, offset, file, limit)
-					if not res then
-						return nil, done
-					end
-					rc.bytes_in = res - offset
-					return res
+			local ok, done, res = in_thread_waiting(a, "append", repo, uuid, offset, file, limit)
+			if not ok then
+				ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): copying the body inline")
+				res, done = require("layerup.worker").append_with(a.store, repo, uuid, offset, file, limit)
+				if not res then
+					return nil, done
 				end
-				if done then
-					ngx.log(ngx.INFO, "layerup: copied ", res - offset, " bytes in a worker thread repo=", repo,
-						" uuid=", uuid)
-					rc.bytes_in = res - offset
-					return res
-				end
-				if type(res) ~= "table" or res.code ~= "LOCKED" or waited >= (a.lock_wait or 2) then
-					return nil, res
-				end
-				ngx.sleep(delay)
-				waited = waited + delay
-				delay = math.min(delay * 2, 0.25)
+			elseif not done then
+				return nil, res
+			else
+				ngx.log(ngx.INFO, "layerup: copied ", res - offset, " bytes in a worker thread repo=", repo,
+					" uuid=", uuid)
 			end
+			rc.bytes_in = res - offset
+			return res
 		end
 	end
 
@@ -899,26 +906,18 @@ function M.serve()
 	if a.patch_store then
 		function host.sync(repo, uuid)
 			rc.repo, rc.uuid = repo, uuid
-			local waited, delay = 0, 0.02
-			while true do
-				local ok, done, res = in_thread("sync", repo, uuid)
-				if not ok then
-					ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): syncing inline")
-					local u, err = a.store:resume(repo, uuid)
-					if not u then return nil, err end
-					return u:close()
-				end
-				if done then
-					ngx.log(ngx.INFO, "layerup: synced in a worker thread repo=", repo, " uuid=", uuid)
-					return true
-				end
-				if type(res) ~= "table" or res.code ~= "LOCKED" or waited >= (a.lock_wait or 2) then
-					return nil, res
-				end
-				ngx.sleep(delay)
-				waited = waited + delay
-				delay = math.min(delay * 2, 0.25)
+			local ok, done, res = in_thread_waiting(a, "sync", repo, uuid)
+			if not ok then
+				ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): syncing inline")
+				local u, err = a.store:resume(repo, uuid)
+				if not u then return nil, err end
+				return u:close()
 			end
+			if not done then
+				return nil, res
+			end
+			ngx.log(ngx.INFO, "layerup: synced in a worker thread repo=", repo, " uuid=", uuid)
+			return true
 		end
 	end
 
