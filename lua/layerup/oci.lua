@@ -477,6 +477,14 @@ local function fail_offload(c, name, uuid, err)
 end
 
 -- Finish the closed upload (in the host when it offers it), or nil, err.
+-- 201 for a blob now in the repository (info: finish's {digest, size}).
+local function blob_created(c, name, info)
+	return respond(c, 201, {
+		["Location"] = "/v2/" .. name .. "/blobs/" .. info.digest,
+		["Docker-Content-Digest"] = info.digest,
+	})
+end
+
 local function finish_closed(c, name, uuid, dg, size)
 	if c.host.finish then
 		return c.host.finish(name, uuid, dg, size)
@@ -524,10 +532,7 @@ function H.upload_start(c, name)
 				end
 			end
 			if info then
-				return respond(c, 201, {
-					["Location"] = "/v2/" .. name .. "/blobs/" .. info.digest,
-					["Docker-Content-Digest"] = info.digest,
-				})
+				return blob_created(c, name, info)
 			end
 		end
 		-- Otherwise a normal upload (the spec's fallback).
@@ -560,10 +565,7 @@ function H.upload_start(c, name)
 			cancel_closed(c, name, uuid)
 			return fail_engine(c, ferr)
 		end
-		return respond(c, 201, {
-			["Location"] = "/v2/" .. name .. "/blobs/" .. info.digest,
-			["Docker-Content-Digest"] = info.digest,
-		})
+		return blob_created(c, name, info)
 	end
 	if q.digest then -- monolithic
 		local ok, perr = pump(c, u)
@@ -577,10 +579,7 @@ function H.upload_start(c, name)
 			return fail_engine(c, ferr)
 		end
 		u:close()
-		return respond(c, 201, {
-			["Location"] = "/v2/" .. name .. "/blobs/" .. info.digest,
-			["Docker-Content-Digest"] = info.digest,
-		})
+		return blob_created(c, name, info)
 	end
 	u:close()
 	return respond(c, 202, upload_headers(name, uuid, 0, app))
@@ -670,10 +669,7 @@ function H.upload_put(c, name, uuid)
 		if not info then
 			return fail_engine(c, ferr)
 		end
-		return respond(c, 201, {
-			["Location"] = "/v2/" .. name .. "/blobs/" .. info.digest,
-			["Docker-Content-Digest"] = info.digest,
-		})
+		return blob_created(c, name, info)
 	end
 	local ok, perr = pump(c, u)
 	if not ok then
@@ -696,10 +692,7 @@ function H.upload_put(c, name, uuid)
 	if not info then
 		return fail_engine(c, ferr)
 	end
-	return respond(c, 201, {
-		["Location"] = "/v2/" .. name .. "/blobs/" .. info.digest,
-		["Docker-Content-Digest"] = info.digest,
-	})
+	return blob_created(c, name, info)
 end
 
 function H.upload_cancel(c, name, uuid)
