@@ -153,8 +153,9 @@ function M.config(o)
 	if o.tls_cert then
 		-- TLS on the main listener, HTTP/2 offered by ALPN next to
 		-- HTTP/1.1 (nginx 1.22 spelling; 1.25 has `http2 on;`): Go clients
-		-- (skopeo, podman, docker) speak HTTP/2 only this way.  The master
-		-- reads certificate and key before the workers start.
+		-- speak HTTP/2 only this way (containers/image 5.23, in skopeo and
+		-- podman, not even so: README "HTTP/2").  The master reads
+		-- certificate and key before the workers start.
 		add("        listen %s reuseport ssl http2;", o.listen)
 		add('        ssl_certificate "%s";', o.tls_cert)
 		add('        ssl_certificate_key "%s";', o.tls_key)
