@@ -125,15 +125,38 @@ make_layout() {
 		"$md" "$ms" >"$dir/index.json"
 }
 
+# As root, containers/image keeps its blob-info cache (which blob lives in
+# which repository of which registry) in /var/lib/containers/cache whatever
+# --tmpdir or HOME say.  So skopeo runs as the specs run it
+# (spec/integration/helpers/podman.lua): in a private mount namespace with
+# a directory of its own bound over /var/lib/containers (over /var/lib
+# when that does not exist), fresh for every copy, so that neither the
+# machine's cache is written nor one copy's entries steer the next.
+# Rootless, the cache is under $HOME (set below), private already.
+SKOPEO_WRAP=()
+skopeo_isolate() { # DIR: sets SKOPEO_WRAP; fails when root cannot isolate
+	local priv=$1/varlib target=/var/lib
+	SKOPEO_WRAP=()
+	[ "$(id -u)" = 0 ] || return 0
+	command -v unshare >/dev/null || return 1
+	[ -d /var/lib/containers ] && target=/var/lib/containers
+	rm -rf "$priv"
+	mkdir -p "$priv"
+	SKOPEO_WRAP=(unshare -m sh -c 'mount --bind "$1" "$2" || exit 125; shift 2; exec "$@"' sh "$priv" "$target")
+	"${SKOPEO_WRAP[@]}" true
+}
+
 skopeo_copy() { # CONTENDER BASE SERVER_PID
 	local c=$1 base=$2 spid=$3 t0 t1 cpu0 cpu1 sk=$WORK/skopeo
-	mkdir -p "$sk/home" "$sk/tmp"
+	mkdir -p "$sk/home" "$sk/tmp" "$sk/run" "$sk/config"
 	printf '{"default":[{"type":"insecureAcceptAnything"}]}' >"$sk/policy.json"
 	: >"$sk/registries.conf"
+	skopeo_isolate "$sk" || { log "skopeo: no private /var/lib/containers (unshare -m): not run"; record http-skopeo "$c" failed 1; return 0; }
 	cpu0=$(proc_cpu "$spid")
 	t0=$(now_us)
-	if /usr/bin/time -f '%U %S' -o "$WORK/skopeo.time" \
-		env HOME="$sk/home" CONTAINERS_REGISTRIES_CONF="$sk/registries.conf" \
+	if /usr/bin/time -f '%U %S' -o "$WORK/skopeo.time" "${SKOPEO_WRAP[@]}" \
+		env HOME="$sk/home" XDG_RUNTIME_DIR="$sk/run" XDG_CONFIG_HOME="$sk/config" \
+		CONTAINERS_REGISTRIES_CONF="$sk/registries.conf" \
 		skopeo --policy "$sk/policy.json" --tmpdir "$sk/tmp" copy --dest-tls-verify=false \
 		--dest-no-creds --dest-oci-accept-uncompressed-layers --preserve-digests \
 		"oci:$WORK/layout:b" "docker://${base#http://}/bench/skopeo:b" >"$WORK/skopeo.log" 2>&1; then

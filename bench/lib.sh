@@ -141,7 +141,10 @@ EOF
 
 registry_stop() {
 	if [ -n "$REG_PID" ]; then
-		kill "$REG_PID" 2>/dev/null
+		# (|| true: a registry that died at start, e.g. on a port taken
+		# meanwhile, is reaped already, and set -e would end the run
+		# silently instead of trying the next port)
+		kill "$REG_PID" 2>/dev/null || true
 		wait "$REG_PID" 2>/dev/null || true
 		REG_PID=
 	fi

@@ -272,6 +272,14 @@ LUP_API int64_t lup_upload_size(const lup_upload *u);
  * hash (0 when every byte was hashed once, as it arrived). */
 LUP_API int64_t lup_upload_bytes_reread(const lup_upload *u);
 
+/* Cap this handle's size at max bytes (max < 0: no cap of its own): a
+ * write that would make the upload larger than the lower of max and the
+ * store's max_size fails with LUP_ESIZE_INVALID and stores none of its
+ * bytes, so the upload stays at its size, resumable.  The cap belongs to
+ * the handle (e.g. a per-repository limit for one request), not to the
+ * upload: it is not stored, a resume starts without it. */
+LUP_API void lup_upload_set_max_size(lup_upload *u, int64_t max);
+
 /* Append n bytes. */
 LUP_API int lup_upload_write(lup_upload *u, const void *data, size_t n,
 			     lup_error *err);

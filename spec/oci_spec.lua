@@ -286,6 +286,108 @@ describe("layerup.oci on the " .. dspec.label .. " driver", function()
 			assert.equal("0-0", r.headers.Range)
 		end)
 
+		it("holds the per-repository limit for chunked bodies: 413, the upload kept at most at the limit", function()
+			setup { limit = function(repo) return repo:find("^small") and 10 or nil end }
+			local uuid = start("small")
+			local url = "/v2/small/blobs/uploads/" .. uuid
+			local data = "0123456789abcdefghij"
+			-- 7-byte pieces: 7 fit, the next piece would pass 10
+			local r = h:req { method = "PATCH", path = url, body = data, chunked = true }
+			assert.equal(413, r.status)
+			assert.equal("SIZE_INVALID", r.json.errors[1].code)
+			r = h:req { path = url }
+			assert.equal(204, r.status)
+			assert.equal("0-6", r.headers.Range)
+			-- resumed by an in-limit PATCH up to exactly the limit
+			r = h:req { method = "PATCH", path = url, body = data:sub(8, 10), chunked = true }
+			assert.equal(202, r.status, r.body)
+			assert.equal("0-9", r.headers.Range)
+			r = h:req { method = "PATCH", path = url, body = "x", chunked = true }
+			assert.equal(413, r.status)
+			assert.equal("0-9", h:req { path = url }.headers.Range)
+			r = h:req { method = "PUT", path = url, query = { digest = sha256(data:sub(1, 10)) } }
+			assert.equal(201, r.status, r.body)
+			-- a final chunk of PUT ?digest= past the limit: 413, the upload stays
+			uuid = start("small2")
+			url = "/v2/small2/blobs/uploads/" .. uuid
+			r = h:req { method = "PUT", path = url, query = { digest = sha256(data) }, body = data, chunked = true }
+			assert.equal(413, r.status)
+			assert.equal("SIZE_INVALID", r.json.errors[1].code)
+			assert.equal("0-6", h:req { path = url }.headers.Range)
+			r = h:req { method = "PUT", path = url, query = { digest = sha256(data:sub(1, 10)) },
+				body = data:sub(8, 10), chunked = true }
+			assert.equal(201, r.status, r.body)
+			-- monolithic POST ?digest= with a chunked body past the limit: nothing left
+			r = h:req { method = "POST", path = "/v2/small3/blobs/uploads/", query = { digest = sha256(data) },
+				body = data, chunked = true }
+			assert.equal(413, r.status)
+			assert.equal("SIZE_INVALID", r.json.errors[1].code)
+			assert.same({}, store:uploads("small3"))
+			r = h:req { method = "POST", path = "/v2/small3/blobs/uploads/", query = { digest = sha256(data:sub(1, 10)) },
+				body = data:sub(1, 10), chunked = true }
+			assert.equal(201, r.status, r.body)
+			-- other repositories are not capped
+			uuid = start("big")
+			r = h:req { method = "PATCH", path = "/v2/big/blobs/uploads/" .. uuid, body = data, chunked = true }
+			assert.equal(202, r.status, r.body)
+			assert.equal("0-19", r.headers.Range)
+		end)
+
+		it("lets the host copy a body elsewhere after closing the upload (offload)", function()
+			setup { limit = function(repo) return repo:find("^small") and 10 or nil end }
+			local data = ("offloaded body "):rep(1000)
+			local uuid = start("o")
+			local url = "/v2/o/blobs/uploads/" .. uuid
+			local r = h:req { method = "PATCH", path = url, body = data:sub(1, 5000), offload = true }
+			assert.equal(202, r.status, r.body)
+			assert.equal("0-4999", r.headers.Range)
+			assert.equal(1, h.copies)
+			-- the upload is not held: a status request goes through
+			assert.equal("0-4999", h:req { path = url }.headers.Range)
+			-- another request appended between the close and the copy: 416
+			r = h:req { method = "PATCH", path = url, body = data:sub(5001), offload = true,
+				before_copy = function(repo, id)
+					local u = assert(store:resume(repo, id))
+					assert(u:write(data:sub(5001, 5001)))
+					assert(u:close())
+				end }
+			assert.equal(416, r.status, r.body)
+			assert.equal("RANGE_INVALID", r.json.errors[1].code)
+			assert.equal("0-5000", r.headers.Range)
+			r = h:req { method = "PUT", path = url, query = { digest = sha256(data) }, body = data:sub(5002),
+				offload = true }
+			assert.equal(201, r.status, r.body)
+			assert.equal(sha256(data), r.headers["Docker-Content-Digest"])
+			assert.equal(data, h:req { path = "/v2/o/blobs/" .. sha256(data) }.body)
+			-- monolithic
+			r = h:req { method = "POST", path = "/v2/o/blobs/uploads/", query = { digest = sha256("abc") },
+				body = "abc", offload = true }
+			assert.equal(201, r.status, r.body)
+			r = h:req { method = "POST", path = "/v2/o/blobs/uploads/", query = { digest = sha256("abd") },
+				body = "abc", offload = true }
+			assert.equal(400, r.status)
+			assert.equal("DIGEST_INVALID", r.json.errors[1].code)
+			assert.same({}, store:uploads("o"))
+			-- the limit caps the copy of a body of unknown length: 413, nothing of it stored
+			uuid = start("small")
+			url = "/v2/small/blobs/uploads/" .. uuid
+			r = h:req { method = "PATCH", path = url, body = ("y"):rep(11), chunked = true, offload = true }
+			assert.equal(413, r.status)
+			assert.equal("SIZE_INVALID", r.json.errors[1].code)
+			assert.equal("0-0", h:req { path = url }.headers.Range)
+			r = h:req { method = "PATCH", path = url, body = ("y"):rep(10), chunked = true, offload = true }
+			assert.equal(202, r.status, r.body)
+			assert.equal("0-9", r.headers.Range)
+			r = h:req { method = "POST", path = "/v2/small/blobs/uploads/", query = { digest = sha256(("y"):rep(11)) },
+				body = ("y"):rep(11), chunked = true, offload = true }
+			assert.equal(413, r.status)
+			assert.same({ uuid }, (function()
+				local t = {}
+				for _, up in ipairs(store:uploads("small")) do t[#t + 1] = up.uuid end
+				return t
+			end)())
+		end)
+
 		it("enforces the store's max_size on a chunked body (413)", function()
 			store:close()
 			store = assert(layerup.open(d, { retry = false, max_size = 8 }))

@@ -145,6 +145,31 @@ describe("upload:write_chunked", function()
 		u:cancel()
 	end)
 
+	it("stops at the handle's cap (set_max_size): the chunks before it kept, at most the cap", function()
+		local u = assert(store:start("w/cap"))
+		assert.is_true(u:set_max_size(10))
+		local ok, err = u:write_chunked("4\r\nabcd\r\n4\r\nefgh\r\n4\r\nijkl\r\n0\r\n\r\n")
+		assert.is_nil(ok)
+		assert.equal("SIZE_INVALID", err.code)
+		assert.truthy(err.message:find("limit of 10 bytes", 1, true))
+		assert.equal(8, u:size())
+		local uuid = u.uuid
+		assert(u:close())
+		-- the cap is the handle's: a resumed one has none until it sets it
+		u = assert(store:resume("w/cap", uuid))
+		assert(u:set_max_size(10))
+		assert.is_true(u:write_chunked("2\r\nij\r\n0\r\n\r\n")) -- exactly 10
+		assert.equal(10, u:size())
+		assert.is_nil(u:write("k"))
+		assert(u:set_max_size(nil))
+		assert.equal(11, u:write("k"))
+		for _, bad in ipairs { -1, 0 / 0, 1.5, "10", math.huge } do
+			assert.has_error(function() u:set_max_size(bad) end)
+		end
+		assert(u:finish(util.digest("abcdefghijk")))
+		assert.has_error(function() u:set_max_size(1) end)
+	end)
+
 	it("reports a write failure as nil, err and raises on misuse", function()
 		local small = assert(layerup.open(dir, { max_size = 4 }))
 		local u = assert(small:start("w/m"))

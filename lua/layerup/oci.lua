@@ -14,7 +14,15 @@
 --                                    [, file: the whole body in an open file, which
 --                                    uploads copy with upload:read_from instead]
 --   host.prefetch_body()          optional: take the whole body now (before an
---                                  upload is opened); host.body() then serves it
+--                                  upload is opened); host.body() then serves it.
+--                                  It may return copy(repo, uuid, offset, limit):
+--                                  the body is then copied into the upload
+--                                  elsewhere (a worker thread), after this request
+--                                  closed its handle: copy resumes the upload,
+--                                  refuses one no longer at offset (RANGE_INVALID
+--                                  with err.offset), caps it at limit (bytes or
+--                                  nil), copies, closes it durably and returns
+--                                  the new size | nil, err
 --   host.pump(u)                  optional: stream the upload body into u itself
 --                                 -> true | nil, write error | nil, message, true
 --                                 (body failed; every byte received written)
@@ -396,7 +404,7 @@ end
 -- aborted request would keep its upload locked until a garbage collection).
 local function prefetch(c)
 	if c.host.prefetch_body then
-		c.host.prefetch_body()
+		c.offload = c.host.prefetch_body()
 	end
 end
 
@@ -413,8 +421,11 @@ end
 M.parse_range = parse_range
 
 -- Content-Range / Content-Length / size limit checks before the body is
--- read.  Returns true, or responds and returns nil.
-local function check_body(c, name, uuid, size)
+-- read.  Returns true, or responds and returns nil.  The repository's
+-- limit (c.limit) also caps upload u (when given) for the body to come: a
+-- body of unknown length (chunked, or lying) stops there with 413 and the
+-- upload keeps what it had before the refused write, resumable.
+local function check_body(c, name, uuid, size, u)
 	local req = c.req
 	local cr = req.headers["content-range"]
 	local cl = req.content_length
@@ -431,12 +442,69 @@ local function check_body(c, name, uuid, size)
 		end
 	end
 	local limit = c.app.limit and c.app.limit(name)
+	c.limit = limit
 	if limit and cl and size + cl > limit then
 		return fail(c, "SIZE_INVALID",
 			("blob would be %d bytes, more than the %d allowed in %s"):format(size + cl, limit, name),
 			413) and nil
 	end
+	if limit and u then
+		u:set_max_size(limit)
+	end
 	return true
+end
+
+-- Copy the body elsewhere (c.offload, from host.prefetch_body): u is
+-- closed first, so that the copy can resume it.  Returns the new size, or
+-- nil, err.
+local function offload(c, name, uuid, u)
+	local size = u:size()
+	local ok, err = u:close()
+	if not ok then
+		return nil, err
+	end
+	return c.offload(name, uuid, size, c.limit)
+end
+
+-- Answer a failed offload: 416 with the current Range when the upload
+-- moved on meanwhile (another request appended), 413 past the size limit.
+local function fail_offload(c, name, uuid, err)
+	if type(err) == "table" and err.code == "RANGE_INVALID" and tonumber(err.offset) then
+		return fail(c, "RANGE_INVALID", err.message, 416, upload_headers(name, uuid, tonumber(err.offset), c.app))
+	end
+	local _, e = write_failed(err)
+	return fail_engine(c, e)
+end
+
+-- Finish the closed upload (in the host when it offers it), or nil, err.
+-- 201 for a blob now in the repository (info: finish's {digest, size}).
+local function blob_created(c, name, info)
+	return respond(c, 201, {
+		["Location"] = "/v2/" .. name .. "/blobs/" .. info.digest,
+		["Docker-Content-Digest"] = info.digest,
+	})
+end
+
+local function finish_closed(c, name, uuid, dg, size)
+	if c.host.finish then
+		return c.host.finish(name, uuid, dg, size)
+	end
+	local u, err = resume(c, name, uuid)
+	if not u then
+		return nil, err
+	end
+	local info, ferr = u:finish(dg)
+	u:close()
+	return info, ferr
+end
+
+-- Remove a closed upload (best effort: a failed monolithic push).
+local function cancel_closed(c, name, uuid)
+	local u = resume(c, name, uuid)
+	if u then
+		u:cancel()
+		u:close()
+	end
 end
 
 ---------------------------------------------------------------------------
@@ -464,10 +532,7 @@ function H.upload_start(c, name)
 				end
 			end
 			if info then
-				return respond(c, 201, {
-					["Location"] = "/v2/" .. name .. "/blobs/" .. info.digest,
-					["Docker-Content-Digest"] = info.digest,
-				})
+				return blob_created(c, name, info)
 			end
 		end
 		-- Otherwise a normal upload (the spec's fallback).
@@ -486,6 +551,22 @@ function H.upload_start(c, name)
 		return fail_engine(c, err)
 	end
 	local uuid = u.uuid
+	if q.digest and c.limit then
+		u:set_max_size(c.limit)
+	end
+	if q.digest and c.offload then -- monolithic, the body copied elsewhere
+		local size, oerr = offload(c, name, uuid, u)
+		if not size then
+			cancel_closed(c, name, uuid)
+			return fail_offload(c, name, uuid, oerr)
+		end
+		local info, ferr = finish_closed(c, name, uuid, q.digest, size)
+		if not info then
+			cancel_closed(c, name, uuid)
+			return fail_engine(c, ferr)
+		end
+		return blob_created(c, name, info)
+	end
 	if q.digest then -- monolithic
 		local ok, perr = pump(c, u)
 		if not ok then
@@ -498,10 +579,7 @@ function H.upload_start(c, name)
 			return fail_engine(c, ferr)
 		end
 		u:close()
-		return respond(c, 201, {
-			["Location"] = "/v2/" .. name .. "/blobs/" .. info.digest,
-			["Docker-Content-Digest"] = info.digest,
-		})
+		return blob_created(c, name, info)
 	end
 	u:close()
 	return respond(c, 202, upload_headers(name, uuid, 0, app))
@@ -527,9 +605,17 @@ function H.upload_patch(c, name, uuid)
 		return fail_engine(c, err)
 	end
 	local size = u:size()
-	if not check_body(c, name, uuid, size) then
+	if not check_body(c, name, uuid, size, u) then
 		u:close()
 		return
+	end
+	if c.offload then
+		-- Copied and closed durably elsewhere: no host.sync.
+		local nsize, oerr = offload(c, name, uuid, u)
+		if not nsize then
+			return fail_offload(c, name, uuid, oerr)
+		end
+		return respond(c, 202, upload_headers(name, uuid, nsize, c.app))
 	end
 	local ok, perr, gone = pump(c, u)
 	size = u:size()
@@ -569,16 +655,27 @@ function H.upload_put(c, name, uuid)
 	if not u then
 		return fail_engine(c, err)
 	end
-	if not check_body(c, name, uuid, u:size()) then
+	if not check_body(c, name, uuid, u:size(), u) then
 		u:close()
 		return
+	end
+	local info, ferr
+	if c.offload then
+		local size, oerr = offload(c, name, uuid, u)
+		if not size then
+			return fail_offload(c, name, uuid, oerr)
+		end
+		info, ferr = finish_closed(c, name, uuid, dg, size)
+		if not info then
+			return fail_engine(c, ferr)
+		end
+		return blob_created(c, name, info)
 	end
 	local ok, perr = pump(c, u)
 	if not ok then
 		u:close()
 		return fail_engine(c, perr)
 	end
-	local info, ferr
 	if c.host.finish then
 		-- The host runs finish elsewhere (a worker thread): hand over by
 		-- closing here; it resumes the upload by name.
@@ -595,10 +692,7 @@ function H.upload_put(c, name, uuid)
 	if not info then
 		return fail_engine(c, ferr)
 	end
-	return respond(c, 201, {
-		["Location"] = "/v2/" .. name .. "/blobs/" .. info.digest,
-		["Docker-Content-Digest"] = info.digest,
-	})
+	return blob_created(c, name, info)
 end
 
 function H.upload_cancel(c, name, uuid)

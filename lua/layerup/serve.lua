@@ -1,5 +1,6 @@
 -- layerup.serve - `layerup serve ROOT [--listen 127.0.0.1:PORT] [--workers N]
--- [--config FILE.lua] [--log-level LEVEL] [--access-log] [--http2 ADDR:PORT]`: runs nginx in the
+-- [--config FILE.lua] [--log-level LEVEL] [--access-log] [--http2 ADDR:PORT]
+-- [--tls-cert FILE --tls-key FILE]`: runs nginx in the
 -- foreground with a generated configuration under a private prefix (its
 -- own pid file, temp paths and logs), serving the OCI distribution API on
 -- ROOT through layerup.host.nginx.  Prints the URL once /v2/ answers;
@@ -29,6 +30,7 @@ end
 M.USAGE = [[
 usage: layerup serve ROOT [--listen 127.0.0.1:PORT] [--workers N] [--config FILE.lua]
                           [--log-level debug|info|notice|warn|error] [--access-log] [--http2 ADDR:PORT]
+                          [--tls-cert FILE --tls-key FILE]
 Serves the OCI distribution API (/v2/) on the layerup store at ROOT with nginx.
   --listen     address:port to listen on (default 127.0.0.1:5000)
   --workers    nginx worker processes (default 2)
@@ -40,7 +42,16 @@ Serves the OCI distribution API (/v2/) on the layerup store at ROOT with nginx.
   --http2      also listen on ADDR:PORT for HTTP/2 (h2c: cleartext, prior knowledge;
                nginx 1.22 cannot serve both on one cleartext port); HTTP/2 request
                bodies are spooled to a temp file by nginx first
+  --tls-cert   PEM certificate (chain) for HTTPS on --listen; with --tls-key
+  --tls-key    its PEM private key, unencrypted, read by the nginx master (as
+               root: before it drops privileges; the workers never need it).
+               The listener then speaks TLS only, HTTP/1.1 and HTTP/2 (ALPN h2)
 Needs nginx and libnginx-mod-http-lua (Debian), and `make` (build/luajit/).]]
+
+-- Characters a file name written into nginx.conf (double-quoted) must not
+-- have: "$" starts a variable (nginx would then load a certificate per
+-- handshake), quotes and backslashes escape, the rest ends the directive.
+local NGX_UNSAFE = "[%c\\\"'$;{}]"
 
 function M.parse(argv)
 	local o = { listen = "127.0.0.1:5000", workers = 2, log_level = "warn" }
@@ -58,6 +69,8 @@ function M.parse(argv)
 		elseif a == "--log-level" then o.log_level = val()
 		elseif a == "--access-log" then o.access_log = true
 		elseif a == "--http2" then o.http2 = val()
+		elseif a == "--tls-cert" then o.tls_cert = val()
+		elseif a == "--tls-key" then o.tls_key = val()
 		elseif a == "--prefix" then o.prefix = val()
 		elseif a == "--read-timeout" then o.read_timeout = tonumber(val())
 		elseif a == "-h" or a == "--help" then o.help = true
@@ -76,6 +89,14 @@ function M.parse(argv)
 	end
 	if o.http2 and (not o.http2:match("^[%w%.%-%[%]:]+:%d+$") or o.http2 == o.listen) then
 		error("--http2 must be ADDRESS:PORT, other than --listen", 0)
+	end
+	if (o.tls_cert == nil) ~= (o.tls_key == nil) then
+		error("--tls-cert and --tls-key go together", 0)
+	end
+	for _, f in ipairs { { "--tls-cert", o.tls_cert }, { "--tls-key", o.tls_key } } do
+		if f[2] and (f[2] == "" or f[2]:find(NGX_UNSAFE)) then
+			error(f[1] .. " must be a file name without control characters, quotes, \\, $, ; or braces", 0)
+		end
 	end
 	if not ({ debug = 1, info = 1, notice = 1, warn = 1, error = 1 })[o.log_level] then
 		error("--log-level must be debug, info, notice, warn or error", 0)
@@ -129,7 +150,21 @@ function M.config(o)
 	add("    log_by_lua_block { require('layerup.host.nginx').log_request() }")
 	add("    server {")
 	-- reuseport: the kernel spreads connections over the workers.
-	add("        listen %s reuseport;", o.listen)
+	if o.tls_cert then
+		-- TLS on the main listener, HTTP/2 offered by ALPN next to
+		-- HTTP/1.1 (nginx 1.22 spelling; 1.25 has `http2 on;`): Go clients
+		-- speak HTTP/2 only this way (containers/image 5.23, in skopeo and
+		-- podman, not even so: README "HTTP/2").  The master reads
+		-- certificate and key before the workers start.
+		add("        listen %s reuseport ssl http2;", o.listen)
+		add('        ssl_certificate "%s";', o.tls_cert)
+		add('        ssl_certificate_key "%s";', o.tls_key)
+		add("        ssl_protocols TLSv1.2 TLSv1.3;")
+		add("        ssl_session_cache shared:layerup_tls:1m;")
+		add("        ssl_session_timeout 10m;")
+	else
+		add("        listen %s reuseport;", o.listen)
+	end
 	-- HTTP/2 on its own port: a cleartext `listen ... http2` of nginx 1.22
 	-- speaks h2c only (prior knowledge; 1.25 tells them apart).  Request
 	-- bodies then go through nginx's spooling (see layerup.host.nginx).
@@ -216,6 +251,37 @@ function M.run(argv, top, installed)
 			return 1
 		end
 	end
+	for _, k in ipairs { "tls_cert", "tls_key" } do
+		if o[k] then
+			-- Used in place (the key is never copied), absolute (nginx
+			-- resolves relative names against its conf dir).
+			local flag = "--" .. k:gsub("_", "-")
+			local f, err = io.open(o[k], "rb")
+			if not f then
+				io.stderr:write("layerup serve: cannot read ", flag, " ", o[k], ": ", tostring(err), "\n")
+				return 1
+			end
+			local pem = f:read(4096) or ""
+			f:close()
+			-- An encrypted key would make nginx prompt for its pass
+			-- phrase on the terminal (twice), or fail without one.
+			if k == "tls_key" and (pem:find("-----BEGIN ENCRYPTED PRIVATE KEY-----", 1, true)
+					or pem:find("Proc-Type: 4,ENCRYPTED", 1, true)) then
+				io.stderr:write("layerup serve: --tls-key ", o[k], " is encrypted: give an unencrypted",
+					" key (readable by root only when serve runs as root)\n")
+				return 1
+			end
+			-- Absolute, but symlinks kept (certbot's live/ names).
+			if o[k]:sub(1, 1) ~= "/" then
+				o[k] = capture("pwd") .. "/" .. o[k]
+				if o[k]:find(NGX_UNSAFE) then
+					io.stderr:write("layerup serve: ", flag, " ", o[k], ": the current directory's name cannot",
+						" go into nginx.conf: give an absolute path\n")
+					return 1
+				end
+			end
+		end
+	end
 	local own_prefix = not o.prefix
 	o.prefix = o.prefix or capture("mktemp -d " .. q((os.getenv("TMPDIR") or "/tmp") .. "/layerup-serve.XXXXXX"))
 	os.execute("mkdir -p " .. q(o.prefix .. "/tmp"))
@@ -236,7 +302,7 @@ function M.run(argv, top, installed)
 	local f = assert(io.open(conf, "w"))
 	f:write(M.config(o))
 	f:close()
-	local url = "http://" .. o.listen .. "/v2/"
+	local url = (o.tls_cert and "https://" or "http://") .. o.listen .. "/v2/"
 	-- nginx in the background of a shell that forwards TERM/INT, stops
 	-- nginx when this process dies, prints the URL once /v2/ answers and
 	-- waits.  `daemon off` keeps the master in the shell's job.
@@ -247,7 +313,7 @@ stop() { kill -QUIT $npid 2>/dev/null; i=0; while kill -0 $npid 2>/dev/null && [
 trap stop TERM INT HUP
 i=0
 while kill -0 $npid 2>/dev/null; do
-	if curl -s -o /dev/null --max-time 1 %s; then
+	if curl -s%s -o /dev/null --max-time 1 %s; then
 		echo "layerup: serving %s at %s (nginx pid $npid, prefix %s)"%s
 		break
 	fi
@@ -260,13 +326,15 @@ while kill -0 $npid 2>/dev/null; do
 done
 wait $npid
 rc=$?
-echo "layerup serve: nginx exited with status $rc (see %s/error.log)" >&2
+echo "layerup serve: nginx exited with status $rc%s" >&2
 %s
 exit $rc
 ]]):format(q(o.prefix), q(conf), q(o.prefix), own_prefix and ("rm -rf " .. q(o.prefix) .. ";") or "",
-		q(url), o.root, url, o.prefix,
+		o.tls_cert and "k" or "", q(url), o.root, url, o.prefix,
 		o.http2 and ("\n\t\techo " .. q("layerup: HTTP/2 (h2c, prior knowledge) at http://" .. o.http2 .. "/v2/")) or "",
-		M.getpid(), o.prefix,
+		M.getpid(),
+		-- (nginx itself says why on stderr when it cannot start)
+		own_prefix and "" or (" (see " .. o.prefix .. "/error.log)"),
 		own_prefix and ("rm -rf " .. q(o.prefix)) or "")
 	io.stdout:flush()
 	local okx, _, code = os.execute("exec sh -c " .. q(script))

@@ -42,51 +42,57 @@ end
 
 local function plain_error(err)
 	if type(err) == "table" then
-		return { code = err.code, message = err.message, transient = err.transient }
+		return { code = err.code, message = err.message, transient = err.transient,
+			offset = tonumber(err.offset) }
 	end
 	return { code = "IO", message = tostring(err) }
 end
 
--- finish(root, config, repo, uuid, digest)
-function M.finish(root, config, repo, uuid, digest)
-	events = {}
-	local ok, res, err = pcall(function()
-		local store = store_for(root, config)
-		local u, rerr = store:resume(repo, uuid)
-		if not u then
-			return nil, rerr
-		end
-		local info, ferr = u:finish(digest)
+-- append_with(store, repo, uuid, offset, path, limit): copy the file at
+-- path (a request body nginx spooled) into the upload, which must still
+-- be at offset (else RANGE_INVALID with .offset = its size: another
+-- request appended since the caller closed it), capped at limit bytes
+-- (nil: no cap of its own), then close it (durably with fsync on).
+-- Returns the new size | nil, err.  On a failed copy the bytes before the
+-- failing write stay and the upload is closed at that size.
+function M.append_with(store, repo, uuid, offset, path, limit)
+	local u, rerr = store:resume(repo, uuid)
+	if not u then
+		return nil, rerr
+	end
+	local size = u:size()
+	if size ~= offset then
 		u:close()
-		return info, ferr
-	end)
-	local ev = events
-	events = nil
-	if not ok then
-		return false, { code = "IO", message = tostring(res) }, ev
+		return nil, { code = "RANGE_INVALID", offset = size,
+			message = ("upload %s is at offset %d, not %d"):format(uuid, size, offset) }
 	end
-	if not res then
-		return false, plain_error(err), ev
+	if limit then
+		u:set_max_size(limit)
 	end
-	return true, { digest = res.digest, size = res.size }, ev
+	local fh, ferr = io.open(path, "rb")
+	if not fh then
+		u:close()
+		return nil, { code = "IO", message = "spooled body " .. path .. ": " .. tostring(ferr) }
+	end
+	local n, werr = u:read_from(fh)
+	fh:close()
+	size = u:size()
+	local cok, cerr = u:close()
+	if not n then
+		return nil, werr
+	end
+	if not cok then
+		return nil, cerr
+	end
+	return size
 end
 
--- sync(root, config, repo, uuid): resume + close on the store (with the
--- config's fsync): the upload's data file and its directory are fsync'd.
-function M.sync(root, config, repo, uuid)
+-- Run fn(store) on the thread's store with the engine's events collected:
+-- true, result, events | false, plain error, events.
+local function run(root, config, fn)
 	events = {}
 	local ok, res, err = pcall(function()
-		local store = store_for(root, config)
-		local u, rerr = store:resume(repo, uuid)
-		if not u then
-			return nil, rerr
-		end
-		local size = u:size()
-		local cok, cerr = u:close()
-		if not cok then
-			return nil, cerr
-		end
-		return size
+		return fn(store_for(root, config))
 	end)
 	local ev = events
 	events = nil
@@ -99,20 +105,56 @@ function M.sync(root, config, repo, uuid)
 	return true, res, ev
 end
 
+-- finish(root, config, repo, uuid, digest)
+function M.finish(root, config, repo, uuid, digest)
+	local ok, res, ev = run(root, config, function(store)
+		local u, rerr = store:resume(repo, uuid)
+		if not u then
+			return nil, rerr
+		end
+		local info, ferr = u:finish(digest)
+		u:close()
+		return info, ferr
+	end)
+	if ok then
+		res = { digest = res.digest, size = res.size }
+	end
+	return ok, res, ev
+end
+
+-- sync(root, config, repo, uuid): resume + close on the store (with the
+-- config's fsync): the upload's data file and its directory are fsync'd.
+function M.sync(root, config, repo, uuid)
+	return run(root, config, function(store)
+		local u, rerr = store:resume(repo, uuid)
+		if not u then
+			return nil, rerr
+		end
+		local size = u:size()
+		local cok, cerr = u:close()
+		if not cok then
+			return nil, cerr
+		end
+		return size
+	end)
+end
+
+-- append(root, config, repo, uuid, offset, path, limit): append_with on
+-- the thread's store; the new size.
+function M.append(root, config, repo, uuid, offset, path, limit)
+	return run(root, config, function(store)
+		return M.append_with(store, repo, uuid, offset, path, limit)
+	end)
+end
+
 -- purge(root, config, older_than): store:purge in a thread; the list of
 -- purged uploads ({repo, uuid, started_at, size}), .kept = how many it left.
 function M.purge(root, config, older_than)
-	events = {}
-	local ok, res, err = pcall(function()
-		return store_for(root, config):purge { older_than = older_than }
+	local ok, res, ev = run(root, config, function(store)
+		return store:purge { older_than = older_than }
 	end)
-	local ev = events
-	events = nil
 	if not ok then
-		return false, { code = "IO", message = tostring(res) }, ev
-	end
-	if not res then
-		return false, plain_error(err), ev
+		return ok, res, ev
 	end
 	local list = {}
 	for i, r in ipairs(res) do

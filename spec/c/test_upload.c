@@ -482,6 +482,73 @@ out:
 	lup_store_release(s);
 }
 
+/* lup_upload_set_max_size: a per-handle cap below (or without) the store's
+ * max_size; a write past it stores nothing of itself; the cap is the
+ * handle's, not the upload's; the lower of both limits wins. */
+TEST(per_handle_size_cap)
+{
+	lup_store_options o = LUP_STORE_OPTIONS_INIT;
+	lup_store *s = open_store(NULL), *s10 = NULL;
+	lup_upload *u = NULL, *r = NULL;
+	lup_error err;
+	lup_blob_info info;
+	char uuid[37], digest[80];
+
+	if (!s)
+		goto out;
+	CHECK_EQ_INT(lup_upload_start(&u, s, "cap/a", &err), 0);
+	if (!u)
+		goto out;
+	snprintf(uuid, sizeof(uuid), "%s", lup_upload_uuid(u));
+	lup_upload_set_max_size(u, 10);
+	CHECK_EQ_INT(lup_upload_write(u, "0123456", 7, &err), 0);
+	CHECK_EQ_INT(lup_upload_write(u, "789ab", 5, &err), LUP_ESIZE_INVALID);
+	CHECK(strstr(err.message, "limit of 10 bytes") != NULL);
+	CHECK_EQ_INT(lup_upload_write_async(u, "789ab", 5, &err), LUP_ESIZE_INVALID);
+	CHECK_EQ_INT(lup_upload_size(u), 7);
+	CHECK_EQ_INT(lup_upload_write_async(u, "789", 3, &err), 0); /* exactly 10 */
+	CHECK_EQ_INT(lup_upload_write(u, "x", 1, &err), LUP_ESIZE_INVALID);
+	CHECK_EQ_INT(lup_upload_write(u, "", 0, &err), 0);
+	CHECK_EQ_INT(lup_upload_size(u), 10);
+	CHECK_EQ_INT(lup_upload_close(u, &err), 0);
+	lup_upload_free(u);
+	u = NULL;
+	/* a resumed handle has no cap of its own */
+	CHECK_EQ_INT(lup_upload_resume(&r, s, "cap/a", uuid, &err), 0);
+	if (!r)
+		goto out;
+	CHECK_EQ_INT(lup_upload_write(r, "!", 1, &err), 0);
+	lup_upload_set_max_size(r, 0); /* below the size: no byte more */
+	CHECK_EQ_INT(lup_upload_write(r, "?", 1, &err), LUP_ESIZE_INVALID);
+	lup_upload_set_max_size(r, -1); /* removed */
+	CHECK_EQ_INT(lup_upload_write(r, "?", 1, &err), 0);
+	test_sha256_str("0123456789!?", 12, digest);
+	CHECK_EQ_INT(lup_upload_finish(r, digest, 12, &info, &err), 0);
+	lup_upload_free(r);
+	r = NULL;
+	/* the store's max_size still applies above a larger cap */
+	o.max_size = 10;
+	s10 = open_store(&o);
+	if (!s10)
+		goto out;
+	CHECK_EQ_INT(lup_upload_start(&u, s10, "cap/b", &err), 0);
+	if (!u)
+		goto out;
+	lup_upload_set_max_size(u, 100);
+	CHECK_EQ_INT(lup_upload_write(u, "0123456789x", 11, &err), LUP_ESIZE_INVALID);
+	CHECK(strstr(err.message, "limit of 10 bytes") != NULL);
+	lup_upload_set_max_size(u, 4);
+	CHECK_EQ_INT(lup_upload_write(u, "01234", 5, &err), LUP_ESIZE_INVALID);
+	CHECK(strstr(err.message, "limit of 4 bytes") != NULL);
+	CHECK_EQ_INT(lup_upload_size(u), 0);
+	CHECK_EQ_INT(lup_upload_cancel(u, &err), 0);
+out:
+	lup_upload_free(u);
+	lup_upload_free(r);
+	lup_store_release(s10);
+	lup_store_release(s);
+}
+
 TEST(policies_and_limits)
 {
 	lup_store_options o = LUP_STORE_OPTIONS_INIT;
@@ -1030,6 +1097,7 @@ static void run_all(void)
 	RUN_ON(data_missing_is_unknown_and_not_recreated);
 	RUN_ON(purge_old_keeps_young);
 	RUN_ON(policies_and_limits);
+	RUN_ON(per_handle_size_cap);
 	RUN_ON(retry_policy_with_internal_failures);
 	RUN_ON(sized_admission_and_v1_options);
 	RUN_ON(store_blob_ops);

@@ -6,7 +6,7 @@ local oci = require "layerup.oci"
 local M = {}
 
 -- fakehost.new(app) -> h;  h:req{method=, path=, query=, headers=, body=,
--- pieces=, fail_after=, file=} -> {status, headers, body}
+-- pieces=, fail_after=, file=, offload=, before_copy=} -> {status, headers, body}
 function M.new(app)
 	local h = { app = app, logs = {}, slept = 0 }
 
@@ -61,6 +61,29 @@ function M.new(app)
 				end
 				return p
 			end, fh
+		end
+		-- r.offload: the body is copied elsewhere after oci closed the
+		-- upload (like the nginx host's thread copy of a spooled HTTP/2
+		-- body), here inline through layerup.worker.append_with on the
+		-- app's store; r.before_copy(repo, uuid) runs first (a request
+		-- that gets in between).  h.copies counts the copies.
+		if r.offload then
+			function host.prefetch_body()
+				return function(repo, uuid, offset, limit)
+					h.copies = (h.copies or 0) + 1
+					if r.before_copy then
+						r.before_copy(repo, uuid)
+					end
+					local path = os.tmpname()
+					local fh = assert(io.open(path, "wb"))
+					fh:write(r.body or "")
+					fh:close()
+					local size, err = require("layerup.worker").append_with(h.app.store, repo, uuid, offset,
+						path, limit)
+					os.remove(path)
+					return size, err
+				end
+			end
 		end
 		function host.respond(status, hdrs, body)
 			res.status = status

@@ -176,7 +176,7 @@ return { purge_interval = 1, purge_older_than = 2, access_log = %q }
 			root = work .. "/root"
 			alog = work .. "/access.json"
 			util.mkdirp(root)
-			host = N.start(root, { workers = 1, config = ([[
+			host = N.start(root, { workers = 1, http2 = true, config = ([[
 return { fsync = true, access_log = %q }
 ]]):format(alog) })
 		end)
@@ -247,6 +247,37 @@ return { fsync = true, access_log = %q }
 			assert.is_nil(elog:find("inline", 1, true))
 			local r = host:http("GET", "/v2/ops/sync/blobs/" .. dg)
 			assert.equal(data, r.body)
+		end)
+
+		it("with fsync on, copies a spooled HTTP/2 body in a worker thread that closes it durably", function()
+			local body = work .. "/h2body"
+			util.must(("head -c %d /dev/urandom >%s"):format(5 * MiB + 7, util.q(body)))
+			local dg = util.sha256_file(body)
+			local r = host:curl("--http2-prior-knowledge -X POST " .. util.q(host.h2base .. "/v2/ops/h2/blobs/uploads/"))
+			assert.equal(202, r.status, r.body)
+			local loc = r.headers.location
+			local uuid = loc:match("([^/]+)$")
+			r = host:curl(("--http2-prior-knowledge -X PATCH --data-binary @%s %s"):format(util.q(body),
+				util.q(host.h2base .. loc)))
+			assert.equal(202, r.status, r.body)
+			assert.equal("0-" .. (5 * MiB + 6), r.headers.range)
+			local elog = host:error_log()
+			assert.truthy(elog:find("copied " .. (5 * MiB + 7) .. " bytes in a worker thread repo=ops/h2 uuid="
+				.. uuid, 1, true))
+			-- closed on the fsync store by the thread: no extra sync
+			assert.is_nil(elog:find("synced in a worker thread repo=ops/h2", 1, true))
+			local patch
+			for _, l in ipairs(json_lines(alog)) do
+				if l.method == "PATCH" and l.upload == uuid then patch = l end
+			end
+			assert.equal(5 * MiB + 7, patch.bytes_in)
+			local closes = 0
+			for _, e in ipairs(patch.events) do
+				if e.event == "upload.close" then closes = closes + 1 end
+			end
+			assert.equal(2, closes) -- the request's handle, then the thread's
+			r = host:curl("--http2-prior-knowledge -X PUT " .. util.q(host.h2base .. loc .. "?digest=" .. dg))
+			assert.equal(201, r.status, r.body)
 		end)
 
 		it("re-hashes a long gap (data past its newest hash state) in a thread before the resume", function()

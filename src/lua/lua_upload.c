@@ -163,6 +163,21 @@ static int upload_write_chunked(lua_State *L)
 	return 1;
 }
 
+/* set_max_size(n | nil): cap this handle's size at n bytes (nil: no cap of
+ * its own; the store's max_size always applies too).  A write past it
+ * fails with SIZE_INVALID and stores none of its bytes. */
+static int upload_set_max_size(lua_State *L)
+{
+	lua_upload *lu = check_open(L, NULL);
+	int64_t max = -1;
+
+	if (!lua_isnoneornil(L, 2))
+		max = lup_lua_checkcount(L, 2, 2, "max size", 0);
+	lup_upload_set_max_size(lu->u, max);
+	lua_pushboolean(L, 1);
+	return 1;
+}
+
 static int upload_bytes_reread(lua_State *L)
 {
 	lua_upload *lu = check_any(L, NULL);
@@ -466,6 +481,7 @@ void lup_lua_open_upload(lua_State *L)
 		{ "finish", upload_finish },
 		{ "cancel", upload_cancel },
 		{ "bytes_reread", upload_bytes_reread },
+		{ "set_max_size", upload_set_max_size },
 		{ NULL, NULL },
 	};
 

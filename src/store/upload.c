@@ -75,6 +75,7 @@ static int new_handle(lup_upload **out, lup_store *s, const char *repo,
 	snprintf(u->repo, sizeof(u->repo), "%s", repo);
 	snprintf(u->uuid, sizeof(u->uuid), "%s", uuid);
 	u->saved = -1;
+	u->max_size = -1;
 	u->state = U_DONE; /* until fully opened: free() then touches nothing */
 	lup_hash_init(&u->hash, LUP_SHA256);
 	if (lup_path_upload_dir(u->dir, repo, uuid) ||
@@ -516,17 +517,38 @@ static int append(lup_upload *u, const unsigned char *p, size_t n, int async,
 	return rc;
 }
 
+void lup_upload_set_max_size(lup_upload *u, int64_t max)
+{
+	u->max_size = max < 0 ? -1 : max;
+}
+
+/* The size this handle may reach: the lower of the store's max_size and
+ * the handle's own cap; -1 when neither is set. */
+static int64_t size_limit(const lup_upload *u)
+{
+	int64_t max = u->store->max_size > 0 ? u->store->max_size : -1;
+
+	if (u->max_size >= 0 && (max < 0 || u->max_size < max))
+		max = u->max_size;
+	return max;
+}
+
 static int write_common(lup_upload *u, const void *data, size_t n, int async,
 			lup_error *err)
 {
+	int64_t max;
 	int rc;
 
 	if ((rc = lup_upload_check_open(u, err)) != 0)
 		return rc;
-	if (u->store->max_size > 0 && u->size + (int64_t)n > u->store->max_size)
+	/* A write that would pass the limit is refused whole, before any of
+	 * it is stored: the upload stays at its size, resumable. */
+	max = size_limit(u);
+	if (max >= 0 && (n > (size_t)INT64_MAX - (size_t)u->size ||
+			 u->size + (int64_t)n > max))
 		return lup_error_set(err, LUP_ESIZE_INVALID, NULL,
 				     "upload would exceed the size limit of %" PRId64
-				     " bytes", u->store->max_size);
+				     " bytes", max);
 	return append(u, data, n, async, err);
 }
 

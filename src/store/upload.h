@@ -30,6 +30,9 @@ struct lup_upload {
 	int64_t check_off;
 	lup_hash check_base;
 	int64_t size;
+	/* This handle's own size cap (lup_upload_set_max_size), -1: none;
+	 * writes obey the lower of it and the store's max_size. */
+	int64_t max_size;
 	int64_t saved;  /* offset of a state known to be on storage, -1: none */
 	int64_t reread; /* upload bytes re-read to rebuild/check the hash */
 	lup_hashpipe *pipe;

@@ -15,8 +15,10 @@
 -- answers `Expect: 100-continue` itself and writes the response by hand
 -- (the connection closes after it); HTTP/2 falls back to nginx's body
 -- spooling (read_body, before the upload is opened): the spooled temp
--- file is copied into the upload with upload:read_from, so an HTTP/2 body
--- reaches the store whole or not at all.  Over HTTP/1.1 a client that goes
+-- file is copied into the upload with upload:read_from (in the thread pool
+-- when larger than inline_finish), so a client that goes away mid-body
+-- stores nothing of it (a size limit that stops the copy keeps the pieces
+-- written before the refused one).  Over HTTP/1.1 a client that goes
 -- away mid-body keeps every byte received: the upload is closed at its new
 -- size and resumes from there.
 --
@@ -29,7 +31,8 @@
 -- The config file (a Lua chunk returning a table, loaded once in the
 -- master before the fork) may hold:
 --   authorize(ctx) -> true | false, status, headers, message
---   limit(repo) -> max blob bytes | nil        (checked before reading a body)
+--   limit(repo) -> max blob bytes | nil        (checked before reading a body;
+--                                               caps a chunked one as it arrives)
 --   admit = layerup.admit.* rule               (store option, before the upload exists)
 --   max_size, max_age, fsync                   (store options)
 --   purge_interval = seconds | "1h"            periodic purge in worker 0
@@ -43,8 +46,9 @@
 --   chunk_min, max_manifest, lock_wait         (layerup.oci options)
 --   worker_header = true                       (X-Layerup-Worker: pid, for tests)
 --   threads = false                            (finish inline, not in the thread pool)
---   inline_finish = bytes                      (uploads up to this size finish inline;
---                                               default 4 MiB)
+--   inline_finish = bytes                      (uploads up to this size finish inline,
+--                                               spooled HTTP/2 bodies up to it are
+--                                               copied inline; default 4 MiB)
 --   send_blob = false                          (blob GET through Lua, not sendfile)
 
 local M = {}
@@ -307,6 +311,23 @@ local function in_thread(op, ...)
 		engine_log(e.event, e.fields)
 	end
 	return true, done, res
+end
+
+-- in_thread, retrying while the upload is LOCKED (a status request
+-- between the caller's close and the thread's resume) for up to
+-- lock_wait seconds, with ngx.sleep between tries, as layerup.oci does.
+local function in_thread_waiting(app, op, ...)
+	local waited, delay = 0, 0.02
+	while true do
+		local ok, done, res = in_thread(op, ...)
+		if not ok or done or type(res) ~= "table" or res.code ~= "LOCKED"
+			or waited >= (app.lock_wait or 2) then
+			return ok, done, res
+		end
+		ngx.sleep(delay)
+		waited = waited + delay
+		delay = math.min(delay * 2, 0.25)
+	end
 end
 
 ---------------------------------------------------------------------------
@@ -696,6 +717,33 @@ function M.serve()
 		return cl_reader(sock, content_length)
 	end
 
+	-- A spooled HTTP/2 body above inline_finish is copied into the upload
+	-- in the thread pool (layerup.worker.append: resume, check the offset,
+	-- cap, read_from, close), after layerup.oci closed its handle; only
+	-- the temp file's path and names cross.  LOCKED (a status request
+	-- between the close and the thread's resume) is retried like oci.
+	-- Inline (once, with a warning) when no thread can run it.
+	local function offload_from(file)
+		return function(repo, uuid, offset, limit)
+			rc.repo, rc.uuid = repo, uuid
+			local ok, done, res = in_thread_waiting(a, "append", repo, uuid, offset, file, limit)
+			if not ok then
+				ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): copying the body inline")
+				res, done = require("layerup.worker").append_with(a.store, repo, uuid, offset, file, limit)
+				if not res then
+					return nil, done
+				end
+			elseif not done then
+				return nil, res
+			else
+				ngx.log(ngx.INFO, "layerup: copied ", res - offset, " bytes in a worker thread repo=", repo,
+					" uuid=", uuid)
+			end
+			rc.bytes_in = res - offset
+			return res
+		end
+	end
+
 	-- HTTP/2: layerup.oci spools the body before it opens the upload (see
 	-- host.body): a client that goes away mid-body then aborts a request
 	-- that holds no upload lock.
@@ -703,18 +751,23 @@ function M.serve()
 		function host.prefetch_body()
 			body_taken = true
 			ngx.req.read_body()
+			local data = ngx.req.get_body_data()
+			local file = not data and ngx.req.get_body_file()
+			local size
+			if file then
+				local fh = io.open(file, "rb")
+				if fh then
+					size = fh:seek("end")
+					fh:close()
+				end
+			end
 			-- A body sent without Content-Length has a known size now:
 			-- the size policy (limit) can judge it before it is stored.
 			if req.content_length == nil then
-				local data = ngx.req.get_body_data()
-				local file = not data and ngx.req.get_body_file()
-				local fh = file and io.open(file, "rb")
-				if data then
-					req.content_length = #data
-				elseif fh then
-					req.content_length = fh:seek("end")
-					fh:close()
-				end
+				req.content_length = data and #data or size
+			end
+			if size and threads_on() and size > (settings.conf.inline_finish or 4 * 1024 * 1024) then
+				return offload_from(file)
 			end
 		end
 	end
@@ -853,26 +906,18 @@ function M.serve()
 	if a.patch_store then
 		function host.sync(repo, uuid)
 			rc.repo, rc.uuid = repo, uuid
-			local waited, delay = 0, 0.02
-			while true do
-				local ok, done, res = in_thread("sync", repo, uuid)
-				if not ok then
-					ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): syncing inline")
-					local u, err = a.store:resume(repo, uuid)
-					if not u then return nil, err end
-					return u:close()
-				end
-				if done then
-					ngx.log(ngx.INFO, "layerup: synced in a worker thread repo=", repo, " uuid=", uuid)
-					return true
-				end
-				if type(res) ~= "table" or res.code ~= "LOCKED" or waited >= (a.lock_wait or 2) then
-					return nil, res
-				end
-				ngx.sleep(delay)
-				waited = waited + delay
-				delay = math.min(delay * 2, 0.25)
+			local ok, done, res = in_thread_waiting(a, "sync", repo, uuid)
+			if not ok then
+				ngx.log(ngx.WARN, "layerup: no worker thread (", tostring(done), "): syncing inline")
+				local u, err = a.store:resume(repo, uuid)
+				if not u then return nil, err end
+				return u:close()
 			end
+			if not done then
+				return nil, res
+			end
+			ngx.log(ngx.INFO, "layerup: synced in a worker thread repo=", repo, " uuid=", uuid)
+			return true
 		end
 	end
 

@@ -29,8 +29,11 @@ function M.unavailable()
 	return nil
 end
 
--- start(root, {workers=, config=(Lua source), read_timeout=, http2=true}) -> host
--- (http2: a second listener speaking h2c at host.h2base)
+-- start(root, {workers=, config=(Lua source), read_timeout=, http2=true,
+-- tls={cert=, key=}, access_log=true}) -> host
+-- (http2: a second listener speaking h2c at host.h2base; tls: the main
+-- listener speaks HTTPS, host.base is https://; access_log: nginx's own
+-- combined log at host:access_log())
 function M.start(root, opts)
 	opts = opts or {}
 	local self = setmetatable({ root = root, dir = util.tmpdir("nginx") }, M)
@@ -46,8 +49,14 @@ function M.start(root, opts)
 	local last
 	for _ = 1, 5 do
 		self.port = R.free_port()
-		self.base = "http://127.0.0.1:" .. self.port
+		self.base = (opts.tls and "https" or "http") .. "://127.0.0.1:" .. self.port
 		local h2 = ""
+		if opts.tls then
+			h2 = (" --tls-cert %s --tls-key %s"):format(q(opts.tls.cert), q(opts.tls.key))
+		end
+		if opts.access_log then
+			h2 = h2 .. " --access-log"
+		end
 		if opts.http2 then
 			-- (not R.free_port again: it reseeds from the clock and would
 			-- answer the same port within the second)
@@ -61,7 +70,7 @@ function M.start(root, opts)
 			end
 			assert(self.h2port, "no free port for HTTP/2")
 			self.h2base = "http://127.0.0.1:" .. self.h2port
-			h2 = " --http2 127.0.0.1:" .. self.h2port
+			h2 = h2 .. " --http2 127.0.0.1:" .. self.h2port
 		end
 		local pidfile = self.dir .. "/serve.pid"
 		os.remove(pidfile)
@@ -92,6 +101,12 @@ function M:workers()
 	local t = {}
 	for pid in out:gmatch("%d+") do t[#t + 1] = tonumber(pid) end
 	return t
+end
+
+-- nginx's access log (combined format: request line with the protocol,
+-- status, user agent), with start{access_log=true}.
+function M:access_log()
+	return util.read_file(self.prefix .. "/access.log") or ""
 end
 
 function M:error_log()

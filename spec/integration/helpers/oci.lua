@@ -20,6 +20,31 @@ local function put_blob(dir, data)
 	return { digest = digest, size = #data, path = path }
 end
 
+-- The config, manifest and index.json of an image whose layers are in
+-- img.layers (descs: their JSON descriptors); fills img.config,
+-- img.manifest and img.blobs = {config, layers...}.
+local function finish_layout(dir, img, diff_ids, descs)
+	-- Hand-built JSON keeps the bytes (and so the digests) stable.
+	local ids = #diff_ids > 0 and '"' .. table.concat(diff_ids, '","') .. '"' or ""
+	local config = ('{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[%s]}}')
+		:format(ids)
+	img.config = put_blob(dir, config)
+	img.config.media_type = M.CONFIG_TYPE
+	local manifest = ('{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"%s","digest":"%s","size":%d},"layers":[%s]}')
+		:format(M.MANIFEST_TYPE, M.CONFIG_TYPE, img.config.digest, img.config.size, table.concat(descs, ","))
+	img.manifest = put_blob(dir, manifest)
+	img.manifest.media_type = M.MANIFEST_TYPE
+	img.manifest.bytes = manifest
+	util.write_file(dir .. "/index.json",
+		('{"schemaVersion":2,"manifests":[{"mediaType":"%s","digest":"%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}')
+		:format(M.MANIFEST_TYPE, img.manifest.digest, img.manifest.size, img.tag))
+	img.blobs[1] = img.config
+	for i, b in ipairs(img.layers) do
+		img.blobs[i + 1] = b
+	end
+	return img
+end
+
 -- Write an image layout to dir with one layer per entry of sizes.
 -- Returns {dir=, tag=, layers={blob...}, config=blob, manifest=blob,
 -- blobs={config, layers...}} where blob = {digest=, size=, path=, media_type=}.
@@ -36,27 +61,7 @@ function M.generate(dir, sizes, tag)
 		diff_ids[i] = b.digest
 		descs[i] = ('{"mediaType":"%s","digest":"%s","size":%d}'):format(b.media_type, b.digest, b.size)
 	end
-	-- Hand-built JSON keeps the bytes (and so the digests) stable.
-	local config = ('{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[%s]}}')
-		:format('"' .. table.concat(diff_ids, '","') .. '"')
-	if #diff_ids == 0 then
-		config = config:gsub('%[""%]', "[]")
-	end
-	img.config = put_blob(dir, config)
-	img.config.media_type = M.CONFIG_TYPE
-	local manifest = ('{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"%s","digest":"%s","size":%d},"layers":[%s]}')
-		:format(M.MANIFEST_TYPE, M.CONFIG_TYPE, img.config.digest, img.config.size, table.concat(descs, ","))
-	img.manifest = put_blob(dir, manifest)
-	img.manifest.media_type = M.MANIFEST_TYPE
-	img.manifest.bytes = manifest
-	util.write_file(dir .. "/index.json",
-		('{"schemaVersion":2,"manifests":[{"mediaType":"%s","digest":"%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}')
-		:format(M.MANIFEST_TYPE, img.manifest.digest, img.manifest.size, tag))
-	img.blobs[1] = img.config
-	for i, b in ipairs(img.layers) do
-		img.blobs[i + 1] = b
-	end
-	return img
+	return finish_layout(dir, img, diff_ids, descs)
 end
 
 M.TAR_GZIP_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -91,23 +96,7 @@ function M.generate_tar(dir, sizes, tag)
 		descs[i] = ('{"mediaType":"%s","digest":"%s","size":%d}'):format(b.media_type, b.digest, b.size)
 	end
 	util.rmrf(work)
-	local config = ('{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["%s"]}}')
-		:format(table.concat(img.diff_ids, '","'))
-	img.config = put_blob(dir, config)
-	img.config.media_type = M.CONFIG_TYPE
-	local manifest = ('{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"%s","digest":"%s","size":%d},"layers":[%s]}')
-		:format(M.MANIFEST_TYPE, M.CONFIG_TYPE, img.config.digest, img.config.size, table.concat(descs, ","))
-	img.manifest = put_blob(dir, manifest)
-	img.manifest.media_type = M.MANIFEST_TYPE
-	img.manifest.bytes = manifest
-	util.write_file(dir .. "/index.json",
-		('{"schemaVersion":2,"manifests":[{"mediaType":"%s","digest":"%s","size":%d,"annotations":{"org.opencontainers.image.ref.name":"%s"}}]}')
-		:format(M.MANIFEST_TYPE, img.manifest.digest, img.manifest.size, tag))
-	img.blobs[1] = img.config
-	for i, b in ipairs(img.layers) do
-		img.blobs[i + 1] = b
-	end
-	return img
+	return finish_layout(dir, img, img.diff_ids, descs)
 end
 
 -- Read a layout: the manifest tagged `tag` and every blob it names, each

@@ -13,8 +13,11 @@ function M.available()
 	return util.have("skopeo")
 end
 
--- Returns a skopeo runner whose config lives under dir.
-function M.new(dir)
+-- Returns a skopeo runner whose config lives under dir.  opts.cert_dir:
+-- verify HTTPS registries against the *.crt CAs in that directory
+-- (--src-cert-dir/--dest-cert-dir) instead of --*-tls-verify=false.
+function M.new(dir, opts)
+	opts = opts or {}
 	util.mkdirp(dir .. "/home")
 	util.mkdirp(dir .. "/run")
 	util.mkdirp(dir .. "/config")
@@ -32,9 +35,13 @@ function M.new(dir)
 		:format(env, q(dir .. "/policy.json"), q(dir .. "/registries.d"), q(dir .. "/tmp"))
 
 	-- skopeo copy src dst; returns output, exit code.
+	local tls = "--src-tls-verify=false --dest-tls-verify=false"
+	if opts.cert_dir then
+		tls = ("--src-cert-dir %s --dest-cert-dir %s"):format(q(opts.cert_dir), q(opts.cert_dir))
+	end
 	function self.copy(src, dst)
-		return util.run(("%s copy --src-tls-verify=false --dest-tls-verify=false --src-no-creds --dest-no-creds --dest-oci-accept-uncompressed-layers --preserve-digests %s %s 2>&1")
-			:format(base, q(src), q(dst)))
+		return util.run(("%s copy %s --src-no-creds --dest-no-creds --dest-oci-accept-uncompressed-layers --preserve-digests %s %s 2>&1")
+			:format(base, tls, q(src), q(dst)))
 	end
 
 	return self
