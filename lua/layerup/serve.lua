@@ -204,6 +204,41 @@ end
 -- run(argv, top, installed): top is the checkout (lua/, build/); installed
 -- = {luadir=, jitdir=} names the installed module directories instead
 -- (LUADIR, and JITLIBDIR holding layerup/core.so built for LuaJIT).
+-- Thread-pool VMs load the Lua modules, core.so and the config file as
+-- the workers' user, after the master (root) dropped privileges: a
+-- checkout under /root (0700) or a root-only config would make every
+-- thread fail and each operation fall back inline.  When that user cannot
+-- read them, copies go under the prefix (removed with it).
+local function readable_by(user, group, paths)
+	local tests = {}
+	for i, p in ipairs(paths) do
+		tests[i] = "test -r " .. q(p)
+	end
+	local ok = os.execute(("setpriv --reuid=%s --regid=%s --clear-groups sh -c %s 2>/dev/null")
+		:format(q(user), q(group), q(table.concat(tests, " && "))))
+	return ok == true or ok == 0
+end
+
+local function stage_for_workers(o)
+	local user, group = (o.user or ""):match("^(%S+) (%S+)$")
+	if not user then
+		return
+	end
+	local core = o.jitdir .. "/layerup/core.so"
+	if not readable_by(user, group, { o.luadir .. "/layerup/worker.lua", core }) then
+		local lua, lib = o.prefix .. "/lua", o.prefix .. "/lib"
+		os.execute(("mkdir -p %s %s/layerup && cp -R %s/. %s && cp %s %s/layerup/ && chmod -R a+rX %s %s")
+			:format(q(lua), q(lib), q(o.luadir), q(lua), q(core), q(lib), q(lua), q(lib)))
+		o.luadir, o.jitdir = lua, lib
+	end
+	if o.config and not readable_by(user, group, { o.config }) then
+		local copy = o.prefix .. "/config.lua"
+		os.execute(("cp %s %s && chown %s %s && chmod 0400 %s")
+			:format(q(o.config), q(copy), q(user), q(copy), q(copy)))
+		o.config = copy
+	end
+end
+
 function M.run(argv, top, installed)
 	local ok, o = pcall(M.parse, argv)
 	if not ok then
@@ -297,6 +332,7 @@ function M.run(argv, top, installed)
 		-- They must reach the temp paths under the prefix (mktemp makes
 		-- it 0700): nginx spools HTTP/2 and large manifest bodies there.
 		os.execute("chmod go+x " .. q(o.prefix))
+		stage_for_workers(o)
 	end
 	local conf = o.prefix .. "/nginx.conf"
 	local f = assert(io.open(conf, "w"))

@@ -262,6 +262,10 @@ function M.init(opts)
 	-- Load the modules in the master: shared copy-on-write by the workers.
 	layerup_core = require "layerup"
 	require "layerup.oci"
+	-- Also the thread module: the inline fallbacks call it in the worker,
+	-- which may not be able to read the Lua tree once it runs as ROOT's
+	-- owner.
+	require "layerup.worker"
 end
 
 -- With fsync on and the thread pool there, bodies are written through a
