@@ -31,15 +31,16 @@ local is_root = util.run("id -u"):match("^%s*0%s*$") ~= nil
 -- directly (its #! line), BUILD set, no Lua search paths in the
 -- environment.  extra: more arguments, or a function(port) giving them.
 -- Returns {pid=, port=, base=, log=, dir=, out=}.
-local function start_serve(root, dir, extra)
-	local build = os.getenv("BUILD") or (TOP .. "/build")
+local function start_serve(root, dir, extra, top, build)
+	top = top or TOP
+	build = build or os.getenv("BUILD") or (TOP .. "/build")
 	local last
 	for _ = 1, 5 do
 		local s = { dir = dir, port = R.free_port(), log = dir .. "/serve.log" }
 		s.base = "http://127.0.0.1:" .. s.port
 		local cmd = ("cd %s && exec env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 BUILD=%s "
 			.. "bin/layerup serve %s --listen 127.0.0.1:%d%s")
-			:format(q(TOP), q(build), q(root), s.port,
+			:format(q(top), q(build), q(root), s.port,
 				type(extra) == "function" and extra(s.port) or extra or "")
 		util.must(("sh -c %s"):format(q(("sh -c %s >%s 2>&1 </dev/null & echo $! >%s")
 			:format(q(cmd), q(s.log), q(dir .. "/serve.pid")))))
@@ -408,5 +409,60 @@ return { limit = function(repo) if repo:find("^small/") then return 1024 * 1024 
 		assert.equal(200, r.status)
 		assert.equal(m, r.body)
 		assert.equal(cdg, cjson.decode(r.body).config.digest)
+	end)
+end)
+
+-- Run as root from a checkout the workers' user cannot read (a clone under
+-- /root, mktemp -d's 0700) with a root-only config: the thread-pool VMs,
+-- which load layerup.worker, core.so and the config as that user, must
+-- still work (serve stages copies under its prefix), not fall back inline.
+describe("layerup serve from a checkout the workers cannot read", function()
+	local has_nobody = util.exec("id nobody >/dev/null 2>&1")
+	if why or not is_root or not (has_nobody == true or has_nobody == 0) then
+		it("runs", function() pending(why or "needs root and a user nobody") end)
+		return
+	end
+
+	local work, top, root, s
+
+	lazy_setup(function()
+		work = util.tmpdir("serve-private")
+		util.must("chmod 0700 " .. q(work))
+		top = work .. "/checkout"
+		local build = os.getenv("BUILD") or (TOP .. "/build")
+		util.must(("mkdir -p %s/build && cp -R %s/bin %s/lua %s/ && cp -R %s/layerup %s/luajit %s/build/")
+			:format(q(top), q(TOP), q(TOP), q(top), q(build), q(build), q(top)))
+		util.write_file(top .. "/conf.lua", "return { inline_finish = 0 }\n")
+		util.must("chmod 0600 " .. q(top .. "/conf.lua"))
+		-- ROOT itself where nobody can reach it.
+		local pub = util.tmpdir("serve-public")
+		util.must("chmod 0711 " .. q(pub))
+		root = pub .. "/registry"
+		util.must(("mkdir -p %s && chown nobody %s"):format(q(root), q(root)))
+		s = start_serve(root, work, " --config conf.lua --log-level info", top, top .. "/build")
+	end)
+
+	lazy_teardown(function()
+		if s then stop_serve(s) end
+		if root then util.rmrf(root:match("^(.*)/registry$")) end
+		if work then util.rmrf(work) end
+	end)
+
+	it("finishes in a worker thread, not inline", function()
+		local body = work .. "/body"
+		local data = util.random_bytes(100 * 1024)
+		util.write_file(body, data)
+		local dg = util.sha256(data)
+		local r = N.curl(nil, ("-X POST %s"):format(q(s.base .. "/v2/private/a/blobs/uploads/")))
+		assert.equal(202, r.status, r.body)
+		local loc = r.headers.location
+		r = N.curl(nil, ("-X PUT --data-binary @%s %s"):format(q(body),
+			q(s.base .. loc .. (loc:find("?", 1, true) and "&" or "?") .. "digest=" .. dg)))
+		assert.equal(201, r.status, r.body)
+		local prefix = assert(s.out:match("prefix (%S+)%)"), s.out)
+		local log = util.read_file(prefix .. "/error.log") or ""
+		assert.truthy(log:find("finished in a worker thread", 1, true), log)
+		assert.falsy(log:find("no worker thread", 1, true), log)
+		assert.equal(dg, util.sha256_file(root .. V2 .. "/blobs/sha256/" .. dg:sub(8, 9) .. "/" .. dg:sub(8) .. "/data"))
 	end)
 end)
