@@ -26,7 +26,7 @@ describe("podman and the nginx host", function()
 		return
 	end
 
-	local work, root, host, pm, img, iid, imgdir
+	local work, root, host, pm, img, iid
 
 	lazy_setup(function()
 		work = util.tmpdir("podman-int")
@@ -34,21 +34,12 @@ describe("podman and the nginx host", function()
 		util.mkdirp(root)
 		host = N.start(root, { workers = 2 })
 		pm = podman.new(work .. "/podman")
-		-- podman names an image pulled from oci:DIR after DIR, which must
-		-- then be lowercase (mktemp's names are not).
-		imgdir = ("%s/layerup-pmimg.%dx%d"):format(os.getenv("TMPDIR") or "/tmp", util.getpid(), os.time())
-		assert(not imgdir:find("%u"), "TMPDIR has capitals: " .. imgdir)
-		util.mkdirp(imgdir)
-		img = oci.generate_tar(imgdir .. "/img", { 17 * MiB, 1024, 0, 300 * 1024 }, "v1")
-		local out, rc = pm(("pull -q --signature-policy %s %s"):format(q(pm.policy), q("oci:" .. img.dir .. ":v1")))
-		assert(rc == 0, "podman pull oci: failed: " .. out)
-		iid = out:match("(%x+)%s*$")
+		iid, img = podman.image(pm, { 17 * MiB, 1024, 0, 300 * 1024 })
 	end)
 
 	lazy_teardown(function()
 		if host then host:stop() end
 		if work then util.rmrf(work) end
-		if imgdir then util.rmrf(imgdir) end
 	end)
 
 	-- Engine "upload.start" events in the host's error log (one per blob

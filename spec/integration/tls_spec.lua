@@ -294,15 +294,9 @@ describe("layerup serve --tls-cert/--tls-key (HTTPS, HTTP/2 by ALPN)", function(
 		if pwhy then
 			return pending(pwhy)
 		end
-		-- podman names an image pulled from oci:DIR after DIR: lowercase.
-		local imgdir = ("%s/layerup-pmtls.%dx%d"):format(os.getenv("TMPDIR") or "/tmp", util.getpid(), os.time())
-		util.mkdirp(imgdir)
-		local img = oci.generate_tar(imgdir .. "/img", { 2 * MiB, 0 }, "v1")
 		local pm = podman.new(work .. "/podman")
-		local out, rc = pm(("pull -q --signature-policy %s %s"):format(q(pm.policy), q("oci:" .. img.dir .. ":v1")))
-		util.rmrf(imgdir)
-		assert(rc == 0, "podman pull oci: " .. out)
-		local iid = out:match("(%x+)%s*$")
+		local iid, img = podman.image(pm, { 2 * MiB, 0 })
+		local out, rc
 		local before = #access_lines(host:access_log())
 		local ref = "127.0.0.1:" .. host.port .. "/tls/pm:v1"
 		out, rc = pm(("push --cert-dir %s --signature-policy %s %s %s")

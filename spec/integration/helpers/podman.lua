@@ -129,4 +129,22 @@ function M.new(dir)
 	return self
 end
 
+-- An image in pm's storage, pulled from a fresh OCI layout whose layers
+-- are real gzip'd tars of the given sizes (integration.helpers.oci
+-- generate_tar).  Returns its image ID and the layout's description (the
+-- layout itself is removed).
+function M.image(pm, sizes)
+	local oci = require "integration.helpers.oci"
+	-- podman names an image pulled from oci:DIR after DIR, which must then
+	-- be lowercase (mktemp's names are not).
+	local imgdir = ("%s/layerup-pmimg.%dx%d"):format(os.getenv("TMPDIR") or "/tmp", util.getpid(), os.time())
+	assert(not imgdir:find("%u"), "TMPDIR has capitals: " .. imgdir)
+	util.mkdirp(imgdir)
+	local img = oci.generate_tar(imgdir .. "/img", sizes, "v1")
+	local out, rc = pm(("pull -q --signature-policy %s %s"):format(q(pm.policy), q("oci:" .. img.dir .. ":v1")))
+	util.rmrf(imgdir)
+	assert(rc == 0, "podman pull oci: failed: " .. out)
+	return out:match("(%x+)%s*$"), img
+end
+
 return M
