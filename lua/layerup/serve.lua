@@ -201,24 +201,27 @@ function M.config(o)
 	return table.concat(lines, "\n") .. "\n"
 end
 
--- run(argv, top, installed): top is the checkout (lua/, build/); installed
--- = {luadir=, jitdir=} names the installed module directories instead
--- (LUADIR, and JITLIBDIR holding layerup/core.so built for LuaJIT).
 -- Thread-pool VMs load the Lua modules, core.so and the config file as
 -- the workers' user, after the master (root) dropped privileges: a
 -- checkout under /root (0700) or a root-only config would make every
 -- thread fail and each operation fall back inline.  When that user cannot
 -- read them, copies go under the prefix (removed with it).
+local function sh_ok(cmd)
+	local ok = os.execute(cmd)
+	return ok == true or ok == 0 -- Lua 5.4 / LuaJIT
+end
+
 local function readable_by(user, group, paths)
 	local tests = {}
 	for i, p in ipairs(paths) do
 		tests[i] = "test -r " .. q(p)
 	end
-	local ok = os.execute(("setpriv --reuid=%s --regid=%s --clear-groups sh -c %s 2>/dev/null")
+	return sh_ok(("setpriv --reuid=%s --regid=%s --clear-groups sh -c %s 2>/dev/null")
 		:format(q(user), q(group), q(table.concat(tests, " && "))))
-	return ok == true or ok == 0
 end
 
+-- A failed copy leaves the original paths (the threads then fall back
+-- inline, with nginx's warning per operation) and says so.
 local function stage_for_workers(o)
 	local user, group = (o.user or ""):match("^(%S+) (%S+)$")
 	if not user then
@@ -227,18 +230,29 @@ local function stage_for_workers(o)
 	local core = o.jitdir .. "/layerup/core.so"
 	if not readable_by(user, group, { o.luadir .. "/layerup/worker.lua", core }) then
 		local lua, lib = o.prefix .. "/lua", o.prefix .. "/lib"
-		os.execute(("mkdir -p %s %s/layerup && cp -R %s/. %s && cp %s %s/layerup/ && chmod -R a+rX %s %s")
-			:format(q(lua), q(lib), q(o.luadir), q(lua), q(core), q(lib), q(lua), q(lib)))
-		o.luadir, o.jitdir = lua, lib
+		if sh_ok(("mkdir -p %s %s/layerup && cp -R %s/. %s && cp %s %s/layerup/ && chmod -R a+rX %s %s")
+				:format(q(lua), q(lib), q(o.luadir), q(lua), q(core), q(lib), q(lua), q(lib))) then
+			o.luadir, o.jitdir = lua, lib
+		else
+			io.stderr:write("layerup serve: could not copy the Lua modules under ", o.prefix,
+				" for the workers (", user, "): worker threads will fail\n")
+		end
 	end
 	if o.config and not readable_by(user, group, { o.config }) then
 		local copy = o.prefix .. "/config.lua"
-		os.execute(("cp %s %s && chown %s %s && chmod 0400 %s")
-			:format(q(o.config), q(copy), q(user), q(copy), q(copy)))
-		o.config = copy
+		if sh_ok(("cp %s %s && chown %s %s && chmod 0400 %s")
+				:format(q(o.config), q(copy), q(user), q(copy), q(copy))) then
+			o.config = copy
+		else
+			io.stderr:write("layerup serve: could not copy ", o.config, " under ", o.prefix,
+				" for the workers (", user, "): worker threads will fail\n")
+		end
 	end
 end
 
+-- run(argv, top, installed): top is the checkout (lua/, build/); installed
+-- = {luadir=, jitdir=} names the installed module directories instead
+-- (LUADIR, and JITLIBDIR holding layerup/core.so built for LuaJIT).
 function M.run(argv, top, installed)
 	local ok, o = pcall(M.parse, argv)
 	if not ok then
