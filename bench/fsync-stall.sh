@@ -20,15 +20,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	local port i
-	for i in $(seq 1 100); do
-		port=$((20000 + RANDOM % 40000))
-		curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/" 2>/dev/null
-		[ $? -eq 7 ] && { echo "$port"; return 0; }
-	done
-	return 1
-}
+# free_port (and the rest of the bench's shell helpers, side-effect free
+# when sourced).
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 head -c $((SIZE * 1048576)) /dev/urandom >"$TMP/blob"
 DIGEST="sha256:$(sha256sum "$TMP/blob" | cut -d' ' -f1)"
