@@ -4,6 +4,7 @@
 -- send.  Runs under lua5.4 and luajit without nginx.
 
 local host = require "layerup.host.nginx"
+local util = require "helpers.util"
 local dechunk = host._chunked_reader
 
 -- A cosocket over a byte string, delivering at most `step` bytes per
@@ -52,14 +53,7 @@ local function drain(data, max)
 	error("reader never ended")
 end
 
-local function chunked(parts, trailer)
-	local t = {}
-	for _, p in ipairs(parts) do
-		t[#t + 1] = ("%x\r\n%s\r\n"):format(#p, p)
-	end
-	t[#t + 1] = "0\r\n" .. (trailer or "") .. "\r\n"
-	return table.concat(t)
-end
+local chunked = util.chunked
 
 describe("layerup.host.nginx chunked reader", function()
 	it("de-chunks bodies in any piece size", function()

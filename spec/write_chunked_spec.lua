@@ -6,14 +6,7 @@
 local layerup = require "layerup"
 local util = require "helpers.util"
 
-local function chunked(parts, trailer)
-	local t = {}
-	for _, p in ipairs(parts) do
-		t[#t + 1] = ("%x\r\n%s\r\n"):format(#p, p)
-	end
-	t[#t + 1] = "0\r\n" .. (trailer or "") .. "\r\n"
-	return table.concat(t)
-end
+local chunked = util.chunked
 
 describe("upload:write_chunked", function()
 	local dir, store

@@ -269,6 +269,17 @@ static size_t list_count(lup_driver *d, const char *path)
 	return n;
 }
 
+/* The test server spec/run started (LUP_TEST_S3_*), under prefix. */
+static void server_options(lup_s3_options *o, const char *prefix)
+{
+	o->endpoint = getenv("LUP_TEST_S3_ENDPOINT");
+	o->bucket = getenv("LUP_TEST_S3_BUCKET");
+	o->access_key = getenv("LUP_TEST_S3_ACCESS_KEY");
+	o->secret_key = getenv("LUP_TEST_S3_SECRET_KEY");
+	o->region = getenv("LUP_TEST_S3_REGION");
+	o->prefix = prefix;
+}
+
 /* Listings of every kind across pages of 2 (objects, unfinished uploads,
  * parts), a multipart upload continued and committed, a server-side copy
  * (move), the lease lock and recursive deletes. */
@@ -286,12 +297,7 @@ TEST(driver_on_server)
 
 	snprintf(prefix, sizeof prefix, "c/test_s3-%ld-%ld", (long)getpid(),
 		 (long)time(NULL));
-	o.endpoint = getenv("LUP_TEST_S3_ENDPOINT");
-	o.bucket = getenv("LUP_TEST_S3_BUCKET");
-	o.access_key = getenv("LUP_TEST_S3_ACCESS_KEY");
-	o.secret_key = getenv("LUP_TEST_S3_SECRET_KEY");
-	o.region = getenv("LUP_TEST_S3_REGION");
-	o.prefix = prefix;
+	server_options(&o, prefix);
 	o.list_page = 2;
 	o.part_size = 5 * 1024 * 1024;
 	CHECK(big != NULL);
@@ -360,12 +366,7 @@ static lup_driver *server_driver(const char *prefix)
 	lup_driver *d = NULL;
 	lup_error err;
 
-	o.endpoint = getenv("LUP_TEST_S3_ENDPOINT");
-	o.bucket = getenv("LUP_TEST_S3_BUCKET");
-	o.access_key = getenv("LUP_TEST_S3_ACCESS_KEY");
-	o.secret_key = getenv("LUP_TEST_S3_SECRET_KEY");
-	o.region = getenv("LUP_TEST_S3_REGION");
-	o.prefix = prefix;
+	server_options(&o, prefix);
 	o.lock_ttl_s = 1;
 	CHECK_EQ_INT(lup_driver_s3(&d, &o, &err), 0);
 	return d;

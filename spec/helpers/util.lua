@@ -126,4 +126,15 @@ function util.ok(v, err)
 	return v
 end
 
+-- A `Transfer-Encoding: chunked` body: one chunk per entry of parts,
+-- then the last chunk with an optional trailer.
+function util.chunked(parts, trailer)
+	local t = {}
+	for _, p in ipairs(parts) do
+		t[#t + 1] = ("%x\r\n%s\r\n"):format(#p, p)
+	end
+	t[#t + 1] = "0\r\n" .. (trailer or "") .. "\r\n"
+	return table.concat(t)
+end
+
 return util

@@ -64,13 +64,7 @@ local function start_serve(root, dir, extra, top, build)
 	error("layerup serve did not come up:\n" .. tostring(last))
 end
 
-local function wait_gone(pid, tries)
-	for _ = 1, tries or 100 do
-		if not util.alive(pid) then return true end
-		util.sleep(0.1)
-	end
-	return not util.alive(pid)
-end
+local wait_gone = util.wait_gone
 
 local function children(pid)
 	local t = {}

@@ -104,21 +104,10 @@ describe("layerup serve --tls-cert/--tls-key (HTTPS, HTTP/2 by ALPN)", function(
 		if work then util.rmrf(work) end
 	end)
 
-	-- curl verifying against the test CA: status, negotiated protocol
-	-- (curl's %{http_version}: "2" or "1.1"), headers, body.
+	-- curl verifying against the test CA (N.curl: status, proto, headers,
+	-- body, err).
 	local function call(args)
-		local tmp = util.tmpdir("tcurl")
-		local out = util.run(("curl -sS --max-time 120 -g --cacert %s -o %s -D %s -w '%%{http_code} %%{http_version}' %s 2>%s")
-			:format(q(pki.ca), q(tmp .. "/body"), q(tmp .. "/hdr"), args, q(tmp .. "/err")))
-		local st, ver = out:match("(%d+) (%S+)%s*$")
-		local r = { status = tonumber(st) or 0, proto = ver, headers = {},
-			body = util.read_file(tmp .. "/body") or "", err = util.read_file(tmp .. "/err") or "" }
-		for line in (util.read_file(tmp .. "/hdr") or ""):gmatch("[^\r\n]+") do
-			local k, v = line:match("^([^:%s]+):%s*(.-)%s*$")
-			if k then r.headers[k:lower()] = v end
-		end
-		util.rmrf(tmp)
-		return r
+		return N.curl(nil, "--cacert " .. q(pki.ca) .. " " .. args)
 	end
 
 	local function file_of(n)

@@ -136,13 +136,15 @@ M.location = R.location
 M.error_codes = R.error_codes
 M.start_upload = R.start_upload
 
--- curl with arbitrary arguments; returns status, headers, body.
+-- curl with arbitrary arguments; returns {status, proto (curl's
+-- %{http_version}: "2", "1.1"), headers, body, err (curl's stderr), rc}.
 function M:curl(args)
 	local tmp = util.tmpdir("curl")
-	local out, rc = util.run(("curl -sS --max-time 120 -g --path-as-is -o %s -D %s -w '%%{http_code}' %s 2>%s")
+	local out, rc = util.run(("curl -sS --max-time 120 -g --path-as-is -o %s -D %s -w '%%{http_code} %%{http_version}' %s 2>%s")
 		:format(q(tmp .. "/body"), q(tmp .. "/hdr"), args, q(tmp .. "/err")))
-	local r = { status = tonumber(out:match("(%d+)%s*$")) or 0, headers = {}, rc = rc,
-		body = util.read_file(tmp .. "/body") or "", err = util.read_file(tmp .. "/err") }
+	local st, ver = out:match("(%d+) (%S+)%s*$")
+	local r = { status = tonumber(st) or 0, proto = ver, headers = {}, rc = rc,
+		body = util.read_file(tmp .. "/body") or "", err = util.read_file(tmp .. "/err") or "" }
 	for line in (util.read_file(tmp .. "/hdr") or ""):gmatch("[^\r\n]+") do
 		local k, v = line:match("^([^:%s]+):%s*(.-)%s*$")
 		if k then r.headers[k:lower()] = v end

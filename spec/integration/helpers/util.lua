@@ -236,9 +236,10 @@ function M.sleep(sec)
 	M.exec("sleep " .. sec)
 end
 
--- Wait up to tries tenths of a second for pid to be gone: true if it is.
+-- Wait up to tries (default 100) tenths of a second for pid to be gone:
+-- true if it is.
 function M.wait_gone(pid, tries)
-	for _ = 1, tries do
+	for _ = 1, tries or 100 do
 		if not M.alive(pid) then
 			return true
 		end
