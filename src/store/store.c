@@ -11,12 +11,14 @@
 
 #include "store/store.h"
 
+/* time(), not clock_gettime(CLOCK_REALTIME): Linux serves time() from the
+ * coarse clock, which trails the fine one by up to a tick, so around a
+ * second boundary the two disagree; Lua's os.time(), date(1) and the rest
+ * of a host use time(), and an upload's started_at must not be a second
+ * ahead of them. */
 int64_t lup_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec;
+	return (int64_t)time(NULL);
 }
 
 double lup_monotonic_ms(void)
